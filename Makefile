@@ -1,0 +1,46 @@
+# make demo: set up .venv and show the dashboard with a freshly computed demo run.
+# make test: set up .venv (and Debian's Chromium when missing and we are root) and run every test.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test screenshots bench install chromium clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# torch first and pinned: a loose requirement with no torch installed would fetch a multi-GB CUDA build.
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "chromium is missing and cannot be installed here: browser tests will be skipped"; fi
+
+demo: $(STAMP)
+	$(BIN)/xaiboard demo
+
+test: $(STAMP) chromium
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+screenshots: $(STAMP) chromium
+	$(BIN)/python docs/screenshots.py
+
+bench: $(STAMP)
+	$(BIN)/python bench/metrics_speed.py
+	$(BIN)/python bench/runner_throughput.py
+	$(BIN)/python bench/server_latency.py
+
+clean:
+	rm -rf $(VENV) xaiboard-runs build *.egg-info

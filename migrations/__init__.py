@@ -1,0 +1,1 @@
+"""Alembic environment and revisions of the summary schema, shipped inside the package and run programmatically."""

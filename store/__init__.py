@@ -1,0 +1,32 @@
+"""The summary store: one SQLite database per summary directory, written by the runner and read by the server.
+
+Importing this package never imports torch.
+"""
+
+from .errors import (
+    CorruptSummaryError,
+    NewerSummaryError,
+    NotASummaryError,
+    OutdatedSummaryError,
+    SummaryError,
+)
+from .records import (
+    Batch,
+    BoxRecord,
+    FailureRecord,
+    PredictionRecord,
+    SaliencyRecord,
+    SampleRecord,
+    ScoreRecord,
+)
+from .summary import QueryError, Summary
+from .writer import SummaryWriter
+from .database import DB_NAME, head_revision, is_summary_dir, upgrade
+from .discovery import contained_path, find_summary_dirs
+
+__all__ = [
+    "Batch", "BoxRecord", "CorruptSummaryError", "DB_NAME", "FailureRecord", "NewerSummaryError", "NotASummaryError",
+    "OutdatedSummaryError", "PredictionRecord", "QueryError", "SaliencyRecord", "SampleRecord", "ScoreRecord",
+    "Summary", "SummaryError", "SummaryWriter", "contained_path", "find_summary_dirs", "head_revision", "is_summary_dir",
+    "upgrade",
+]

@@ -1,0 +1,228 @@
+"""Opening a summary database: engines in read-only or writing mode, schema revision checks, creation and upgrade.
+
+Readers open the file with SQLite's ``mode=ro`` URI so that opening never changes it. Writers keep the database in
+WAL mode so a live run can be read at the same time, and switch it back to ``journal_mode=DELETE`` on close so the
+finished file opens from a read-only share.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import quote
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.pool import QueuePool
+
+from .errors import (
+    CorruptSummaryError,
+    NewerSummaryError,
+    NotASummaryError,
+    OutdatedSummaryError,
+    SummaryError,
+)
+
+DB_NAME = "xaiboard.db"
+BUSY_TIMEOUT_MS = 10_000
+
+
+def db_path(directory: str | Path) -> Path:
+    """The database file of a summary directory."""
+    return Path(directory) / DB_NAME
+
+
+def is_summary_dir(directory: str | Path) -> bool:
+    """A directory is a summary directory when it holds ``xaiboard.db``."""
+    return db_path(directory).is_file()
+
+
+def alembic_config() -> Config:
+    """The Alembic configuration shipped inside the package; needs no file in the working directory."""
+    from xaiboard import migrations
+
+    folder = Path(migrations.__file__).parent
+    config = Config(str(folder / "alembic.ini"))
+    config.set_main_option("script_location", str(folder))
+    return config
+
+
+def head_revision() -> str:
+    """The schema revision this xaiboard writes."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def known_revisions() -> set[str]:
+    return {script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+
+
+def _on_connect(readonly: bool):
+    def configure(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        if not readonly:
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return configure
+
+
+def readonly_engine(path: str | Path, immutable: bool = False) -> Engine:
+    """An engine that opens the database with ``mode=ro``; it cannot create, change or journal the file.
+
+    ``immutable`` also skips locking and the WAL index, for a file on a read-only share that no one writes.
+    """
+    uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro" + ("&immutable=1" if immutable else "")
+    engine = create_engine(
+        "sqlite://",
+        creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False),
+        poolclass=QueuePool,
+        pool_size=4,
+        max_overflow=12,
+    )
+    event.listen(engine, "connect", _on_connect(readonly=True))
+    return engine
+
+
+def writable_engine(path: str | Path) -> Engine:
+    """An engine for the runner: transactions, foreign keys, WAL set by the writer."""
+    engine = create_engine(f"sqlite:///{Path(path).resolve()}")
+    event.listen(engine, "connect", _on_connect(readonly=False))
+    return engine
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema revision stored in the database, None when it has none; raises for files that are not SQLite."""
+    try:
+        with engine.connect() as connection:
+            revision = MigrationContext.configure(connection).get_current_revision()
+            tables = set(inspect(connection).get_table_names())
+    except (DatabaseError, OperationalError) as error:
+        reason = str(error.orig) if getattr(error, "orig", None) is not None else str(error)
+        raise CorruptSummaryError(f"cannot read the summary database ({reason})") from None
+    if revision is None:
+        if "run" in tables:
+            raise NotASummaryError("the database has xaiboard tables but no schema revision")
+        raise NotASummaryError(f"{DB_NAME} is an SQLite file without xaiboard's tables")
+    return revision
+
+
+def check_revision(revision: str, directory: str | Path) -> None:
+    """Refuse a revision this xaiboard cannot read, saying what to do about it."""
+    head = head_revision()
+    if revision == head:
+        return
+    if revision not in known_revisions():
+        raise NewerSummaryError(
+            f"the summary was written by a newer xaiboard (schema {revision}, this xaiboard knows up to {head}); "
+            "upgrade xaiboard to read it"
+        )
+    raise OutdatedSummaryError(
+        f"the summary's schema ({revision}) is older than this xaiboard's ({head}); "
+        f"run `xaiboard upgrade {directory}` to upgrade it (a backup is kept)"
+    )
+
+
+def open_readonly(directory: str | Path) -> tuple[Engine, str]:
+    """Open a summary for reading; returns the engine and the schema revision. Never writes to the directory."""
+    path = db_path(directory)
+    if not Path(directory).is_dir():
+        raise NotASummaryError(f"{directory} is not a directory")
+    if not path.is_file():
+        raise NotASummaryError(f"{directory} holds no {DB_NAME}: not a summary directory")
+    engine = readonly_engine(path)
+    try:
+        revision = current_revision(engine)
+    except CorruptSummaryError:
+        engine.dispose()
+        # A WAL-mode file (a killed run) on a read-only share has no -shm and cannot be opened plainly.
+        engine = readonly_engine(path, immutable=True)
+        revision = current_revision(engine)
+    assert revision is not None
+    try:
+        check_revision(revision, directory)
+    except SummaryError:
+        engine.dispose()
+        raise
+    return engine, revision
+
+
+def create_database(directory: str | Path) -> Engine:
+    """Create ``xaiboard.db`` at the head revision in WAL mode and return a writing engine."""
+    path = db_path(directory)
+    engine = writable_engine(path)
+    set_journal_mode(engine, "wal")
+    with engine.begin() as connection:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    return engine
+
+
+def open_writable(directory: str | Path) -> Engine:
+    """Open an existing summary to go on writing it (resume); the schema must be at head."""
+    path = db_path(directory)
+    if not path.is_file():
+        raise NotASummaryError(f"{directory} holds no {DB_NAME}: not a summary directory")
+    engine = writable_engine(path)
+    try:
+        revision = current_revision(engine)
+        assert revision is not None
+        check_revision(revision, directory)
+    except SummaryError:
+        engine.dispose()
+        raise
+    set_journal_mode(engine, "wal")
+    return engine
+
+
+def set_journal_mode(engine: Engine, mode: str) -> str:
+    """Switch the journal mode; returns the mode SQLite reports (it stays WAL while a reader holds the file)."""
+    with engine.connect() as connection:
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        if mode.lower() == "delete":
+            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        result = raw.execute(f"PRAGMA journal_mode={mode}").fetchone()
+    return str(result[0]) if result else ""
+
+
+def upgrade(directory: str | Path) -> tuple[str, str, Path | None]:
+    """Upgrade a summary to the head revision after copying its database to a timestamped backup.
+
+    Returns (old revision, new revision, backup path); no backup is made when it is already at head.
+    """
+    path = db_path(directory)
+    if not path.is_file():
+        raise NotASummaryError(f"{directory} holds no {DB_NAME}: not a summary directory")
+    engine = writable_engine(path)
+    try:
+        old = current_revision(engine)
+        assert old is not None
+        head = head_revision()
+        if old == head:
+            return old, head, None
+        if old not in known_revisions():
+            check_revision(old, directory)
+        set_journal_mode(engine, "delete")
+        engine.dispose()
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        backup = path.with_name(f"{DB_NAME}.{old}.{stamp}.bak")
+        shutil.copy2(path, backup)
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+        set_journal_mode(engine, "delete")
+        return old, head, backup
+    finally:
+        engine.dispose()

@@ -1,0 +1,210 @@
+"""SQLAlchemy models of a summary database: what one run of the runner wrote.
+
+The schema is versioned by the Alembic revisions in ``xaiboard.migrations``; change a model here only together with
+a new revision there (``tests/test_migrations.py`` checks that both agree).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+PREDICTION_TYPES = ("TP", "FN", "FP", "TN")
+RUN_STATUSES = ("running", "complete", "failed", "interrupted")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Run(Base):
+    """The single row describing the run: status, progress, the model and the full configuration."""
+
+    __tablename__ = "run"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    progress_done: Mapped[int] = mapped_column(Integer, default=0)
+    progress_total: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    task: Mapped[str] = mapped_column(String(16), default="single-label")
+    activation: Mapped[str] = mapped_column(String(64), default="softmax")
+    threshold: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    top_k: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    image_height: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    image_width: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    model_class: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
+    num_parameters: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    device: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
+    versions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    uncertainty: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+
+
+class Label(Base):
+    """A class of the model, by output index."""
+
+    __tablename__ = "labels"
+
+    index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(255))
+
+
+class Sample(Base):
+    """One explained input. ``id`` is its position in the dataset; a sample row exists only once all of its
+    predictions, maps and scores are written (the runner commits a batch at a time)."""
+
+    __tablename__ = "samples"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(255), index=True)
+    image_png: Mapped[bytes] = mapped_column(LargeBinary)
+    thumbnail_png: Mapped[Optional[bytes]] = mapped_column(LargeBinary, nullable=True)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    max_prob: Mapped[Optional[float]] = mapped_column(Float, nullable=True, index=True)
+    max_sd: Mapped[Optional[float]] = mapped_column(Float, nullable=True, index=True)
+
+
+class GroundTruth(Base):
+    """A ground-truth label of a sample."""
+
+    __tablename__ = "ground_truth"
+
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), primary_key=True)
+    label_index: Mapped[int] = mapped_column(ForeignKey("labels.index"), primary_key=True)
+
+
+class Box(Base):
+    """A bounding box of a ground-truth label, in input pixels; ``x`` is the column, ``y`` the row."""
+
+    __tablename__ = "boxes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), index=True)
+    label_index: Mapped[int] = mapped_column(ForeignKey("labels.index"))
+    x: Mapped[float] = mapped_column(Float)
+    y: Mapped[float] = mapped_column(Float)
+    width: Mapped[float] = mapped_column(Float)
+    height: Mapped[float] = mapped_column(Float)
+
+
+class Mask(Base):
+    """A segmentation mask of a ground-truth label, as a 1-bit PNG at input resolution."""
+
+    __tablename__ = "masks"
+
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), primary_key=True)
+    label_index: Mapped[int] = mapped_column(ForeignKey("labels.index"), primary_key=True)
+    mask_png: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Prediction(Base):
+    """The model's probability for one (sample, label). ``type`` is TP/FN/FP/TN for explained labels, NULL for
+    the others; ``sd``/``lower``/``upper`` hold the MC-dropout uncertainty when it was computed."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (
+        Index("ix_predictions_label_type_prob", "label_index", "type", "prob"),
+        Index("ix_predictions_type", "type"),
+        Index("ix_predictions_label_sd", "label_index", "sd"),
+    )
+
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), primary_key=True)
+    label_index: Mapped[int] = mapped_column(ForeignKey("labels.index"), primary_key=True)
+    prob: Mapped[float] = mapped_column(Float)
+    ground_truth: Mapped[bool] = mapped_column(Boolean, default=False)
+    type: Mapped[Optional[str]] = mapped_column(String(2), nullable=True)
+    sd: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    lower: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    upper: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+
+
+class Explainer(Base):
+    """A registered explainer and its full configuration."""
+
+    __tablename__ = "explainers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Metric(Base):
+    """A registered benchmark: its direction, range, aggregation (``mean`` or ``macro`` over classes) and config."""
+
+    __tablename__ = "metrics"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    higher_is_better: Mapped[bool] = mapped_column(Boolean, default=True)
+    range_min: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    range_max: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    aggregation: Mapped[str] = mapped_column(String(16), default="mean")
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Saliency(Base):
+    """One relevance map: a 16-bit grayscale PNG at input resolution plus the raw min/max that undo the scaling."""
+
+    __tablename__ = "saliency"
+    __table_args__ = (Index("ix_saliency_explainer", "explainer_id"),)
+
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), primary_key=True)
+    label_index: Mapped[int] = mapped_column(ForeignKey("labels.index"), primary_key=True)
+    explainer_id: Mapped[int] = mapped_column(ForeignKey("explainers.id"), primary_key=True)
+    map_png: Mapped[bytes] = mapped_column(LargeBinary)
+    vmin: Mapped[float] = mapped_column(Float)
+    vmax: Mapped[float] = mapped_column(Float)
+    seconds: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    delta: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+
+
+class Score(Base):
+    """One benchmark value per (explainer, metric, sample, label); NULL where the score is undefined (NaN)."""
+
+    __tablename__ = "scores"
+    __table_args__ = (
+        Index("ix_scores_metric_explainer_value", "metric_id", "explainer_id", "value"),
+        Index("ix_scores_sample", "sample_id"),
+    )
+
+    explainer_id: Mapped[int] = mapped_column(ForeignKey("explainers.id"), primary_key=True)
+    metric_id: Mapped[int] = mapped_column(ForeignKey("metrics.id"), primary_key=True)
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), primary_key=True)
+    label_index: Mapped[int] = mapped_column(ForeignKey("labels.index"), primary_key=True)
+    value: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+
+
+class Failure(Base):
+    """An error on one sample (or the whole run when ``sample_id`` is NULL) that the run recorded and went past."""
+
+    __tablename__ = "failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sample_id: Mapped[Optional[int]] = mapped_column(Integer, nullable=True, index=True)
+    stage: Mapped[str] = mapped_column(String(128))
+    message: Mapped[str] = mapped_column(Text)
+    traceback: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

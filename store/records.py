@@ -1,0 +1,90 @@
+"""Plain records the runner hands to the writer, one per row it will write (numpy arrays, no torch)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+
+@dataclass
+class BoxRecord:
+    """A box of a ground-truth label in input pixels: ``x`` is the column and ``y`` the row of its top-left corner."""
+
+    label_index: int
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+@dataclass
+class SampleRecord:
+    """One input: ``image`` is the display image (HxW or HxWx3, uint8 or floats in [0, 1])."""
+
+    id: int
+    name: str
+    image: np.ndarray
+    ground_truth: Sequence[int] = ()
+    boxes: Sequence[BoxRecord] = ()
+    masks: Mapping[int, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class PredictionRecord:
+    """The probability of one label; ``type`` is TP/FN/FP/TN for an explained label and None otherwise."""
+
+    sample_id: int
+    label_index: int
+    prob: float
+    ground_truth: bool = False
+    type: Optional[str] = None
+    sd: Optional[float] = None
+    lower: Optional[float] = None
+    upper: Optional[float] = None
+
+
+@dataclass
+class SaliencyRecord:
+    """One relevance map (HxW floats, higher = more evidence) of an explainer for a (sample, label)."""
+
+    sample_id: int
+    label_index: int
+    explainer: str
+    map: np.ndarray
+    seconds: Optional[float] = None
+    delta: Optional[float] = None
+
+
+@dataclass
+class ScoreRecord:
+    """One benchmark value; NaN or inf is stored as NULL (undefined for that pair)."""
+
+    explainer: str
+    metric: str
+    sample_id: int
+    label_index: int
+    value: float
+
+
+@dataclass
+class FailureRecord:
+    """An error on a sample (``sample_id`` None: on the run) that was recorded instead of stopping the run."""
+
+    sample_id: Optional[int]
+    stage: str
+    message: str
+    traceback: Optional[str] = None
+
+
+@dataclass
+class Batch:
+    """Everything written for a group of samples, committed in one transaction."""
+
+    samples: list[SampleRecord] = field(default_factory=list)
+    predictions: list[PredictionRecord] = field(default_factory=list)
+    saliency: list[SaliencyRecord] = field(default_factory=list)
+    scores: list[ScoreRecord] = field(default_factory=list)
+    failures: list[FailureRecord] = field(default_factory=list)

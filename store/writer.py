@@ -1,0 +1,319 @@
+"""The writer of a summary directory: creates it, records the run, commits a batch of samples per transaction.
+
+A sample's row is written in the same transaction as all of its predictions, maps and scores, so a run killed at
+any moment leaves a summary whose samples are complete and which :meth:`SummaryWriter.resume` continues.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from . import codec
+from .database import create_database, db_path, open_writable, set_journal_mode
+from .errors import SummaryError
+from .models import (
+    PREDICTION_TYPES,
+    RUN_STATUSES,
+    Box,
+    Explainer,
+    Failure,
+    GroundTruth,
+    Label,
+    Mask,
+    Metric,
+    Prediction,
+    Run,
+    Sample,
+    Saliency,
+    Score,
+    utcnow,
+)
+from .records import Batch, FailureRecord
+
+RUN_ID = 1
+
+
+def _finite_or_none(value: Optional[float]) -> Optional[float]:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+class SummaryWriter:
+    """Writes one summary directory. Use :meth:`create` for a new run and :meth:`resume` to continue one."""
+
+    def __init__(self, directory: Path, engine: Engine) -> None:
+        self.directory = directory
+        self.engine = engine
+        self._explainer_ids: dict[str, int] = {}
+        self._metric_ids: dict[str, int] = {}
+        self._closed = False
+        self._load_ids()
+
+    # -- opening -------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, directory: str | Path, name: str | None = None, overwrite: bool = False) -> "SummaryWriter":
+        """Create a new summary directory (its parents too) with status ``running``.
+
+        An existing summary there is an error unless ``overwrite`` is set, which deletes its database first.
+        """
+        directory = Path(directory)
+        path = db_path(directory)
+        if path.exists():
+            if not overwrite:
+                raise SummaryError(f"{directory} already holds a summary; resume it or pass overwrite=True")
+            cls.remove(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        engine = create_database(directory)
+        with Session(engine) as session, session.begin():
+            session.add(Run(id=RUN_ID, name=name or directory.resolve().name, status="running", config={}, versions={}))
+        return cls(directory, engine)
+
+    @classmethod
+    def resume(cls, directory: str | Path) -> "SummaryWriter":
+        """Open an existing summary to go on writing it; its status becomes ``running`` again."""
+        directory = Path(directory)
+        writer = cls(directory, open_writable(directory))
+        writer.set_status("running")
+        return writer
+
+    @staticmethod
+    def remove(directory: str | Path) -> None:
+        """Delete a summary directory's database files (what ``overwrite`` does), leaving other files alone."""
+        path = db_path(directory)
+        for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            leftover.unlink(missing_ok=True)
+
+    def _load_ids(self) -> None:
+        with Session(self.engine) as session:
+            self._explainer_ids = dict(session.execute(select(Explainer.name, Explainer.id)).tuples().all())
+            self._metric_ids = dict(session.execute(select(Metric.name, Metric.id)).tuples().all())
+
+    # -- run metadata --------------------------------------------------------------------------------------------
+
+    def update_run(self, **fields: Any) -> None:
+        """Set columns of the run row (``name``, ``task``, ``activation``, ``threshold``, ``top_k``, ``config``...)."""
+        unknown = set(fields) - set(Run.__table__.columns.keys())
+        if unknown:
+            raise TypeError(f"unknown run fields: {', '.join(sorted(unknown))}")
+        with Session(self.engine) as session, session.begin():
+            session.execute(update(Run).where(Run.id == RUN_ID).values(updated_at=utcnow(), **fields))
+
+    def run_info(self) -> dict[str, Any]:
+        """The run row as a dict (to compare a resumed run's configuration with the stored one)."""
+        with Session(self.engine) as session:
+            run = session.get(Run, RUN_ID)
+            assert run is not None
+            return {column: getattr(run, column) for column in Run.__table__.columns.keys()}
+
+    def set_status(self, status: str, error: str | None = None) -> None:
+        if status not in RUN_STATUSES:
+            raise ValueError(f"status must be one of {RUN_STATUSES}, got {status!r}")
+        self.update_run(status=status, error=error)
+
+    def set_progress(self, done: int | None = None, total: int | None = None) -> None:
+        fields: dict[str, Any] = {}
+        if done is not None:
+            fields["progress_done"] = done
+        if total is not None:
+            fields["progress_total"] = total
+        self.update_run(**fields)
+
+    def set_labels(self, names: Sequence[str]) -> None:
+        """Store the class names by output index; on a resumed run they must be the ones stored."""
+        with Session(self.engine) as session, session.begin():
+            stored = [name for (name,) in session.execute(select(Label.name).order_by(Label.index))]
+            if stored and stored != list(names):
+                raise SummaryError("the class names differ from those of the summary being resumed")
+            if not stored:
+                session.execute(insert(Label), [{"index": i, "name": str(n)} for i, n in enumerate(names)])
+
+    def register_explainer(self, name: str, config: dict[str, Any] | None = None) -> int:
+        """Add an explainer (or return the id of the one with that name, keeping its stored configuration)."""
+        if name not in self._explainer_ids:
+            with Session(self.engine) as session, session.begin():
+                row = Explainer(name=name, config=config or {})
+                session.add(row)
+                session.flush()
+                self._explainer_ids[name] = row.id
+        return self._explainer_ids[name]
+
+    def register_metric(
+        self,
+        name: str,
+        higher_is_better: bool,
+        value_range: tuple[float | None, float | None] = (None, None),
+        aggregation: str = "mean",
+        config: dict[str, Any] | None = None,
+    ) -> int:
+        """Add a benchmark with its direction, range and aggregation (``mean``, or ``macro`` over classes)."""
+        if aggregation not in ("mean", "macro"):
+            raise ValueError(f"aggregation must be 'mean' or 'macro', got {aggregation!r}")
+        if name not in self._metric_ids:
+            with Session(self.engine) as session, session.begin():
+                row = Metric(
+                    name=name,
+                    higher_is_better=higher_is_better,
+                    range_min=value_range[0],
+                    range_max=value_range[1],
+                    aggregation=aggregation,
+                    config=config or {},
+                )
+                session.add(row)
+                session.flush()
+                self._metric_ids[name] = row.id
+        return self._metric_ids[name]
+
+    # -- samples -------------------------------------------------------------------------------------------------
+
+    def done_sample_ids(self) -> set[int]:
+        """The samples already written completely; a resumed run skips them."""
+        with Session(self.engine) as session:
+            return set(session.execute(select(Sample.id)).scalars())
+
+    def write_batch(self, batch: Batch) -> int:
+        """Write a batch of samples with all their rows in one transaction; returns the samples written so far."""
+        predictions_by_sample: dict[int, list[float]] = defaultdict(list)
+        sd_by_sample: dict[int, list[float]] = defaultdict(list)
+        prediction_rows = []
+        for p in batch.predictions:
+            if p.type is not None and p.type not in PREDICTION_TYPES:
+                raise ValueError(f"prediction type must be one of {PREDICTION_TYPES}, got {p.type!r}")
+            predictions_by_sample[p.sample_id].append(float(p.prob))
+            if p.sd is not None:
+                sd_by_sample[p.sample_id].append(float(p.sd))
+            prediction_rows.append(
+                {
+                    "sample_id": p.sample_id,
+                    "label_index": p.label_index,
+                    "prob": float(p.prob),
+                    "ground_truth": bool(p.ground_truth),
+                    "type": p.type,
+                    "sd": _finite_or_none(p.sd),
+                    "lower": _finite_or_none(p.lower),
+                    "upper": _finite_or_none(p.upper),
+                }
+            )
+        sample_rows, truth_rows, box_rows, mask_rows = [], [], [], []
+        for s in batch.samples:
+            height, width = s.image.shape[:2]
+            sample_rows.append(
+                {
+                    "id": s.id,
+                    "name": str(s.name),
+                    "image_png": codec.encode_image(s.image),
+                    "thumbnail_png": codec.encode_thumbnail(s.image),
+                    "width": int(width),
+                    "height": int(height),
+                    "max_prob": max(predictions_by_sample[s.id], default=None),
+                    "max_sd": max(sd_by_sample[s.id], default=None),
+                }
+            )
+            truth_rows += [{"sample_id": s.id, "label_index": int(i)} for i in dict.fromkeys(s.ground_truth)]
+            box_rows += [
+                {"sample_id": s.id, "label_index": b.label_index, "x": b.x, "y": b.y, "width": b.width,
+                 "height": b.height}
+                for b in s.boxes
+            ]
+            mask_rows += [
+                {"sample_id": s.id, "label_index": int(i), "mask_png": codec.encode_mask(m)} for i, m in s.masks.items()
+            ]
+        saliency_rows = []
+        for m in batch.saliency:
+            png, vmin, vmax = codec.encode_map(m.map)
+            saliency_rows.append(
+                {
+                    "sample_id": m.sample_id,
+                    "label_index": m.label_index,
+                    "explainer_id": self._explainer_id(m.explainer),
+                    "map_png": png,
+                    "vmin": vmin,
+                    "vmax": vmax,
+                    "seconds": _finite_or_none(m.seconds),
+                    "delta": _finite_or_none(m.delta),
+                }
+            )
+        score_rows = [
+            {
+                "explainer_id": self._explainer_id(s.explainer),
+                "metric_id": self._metric_id(s.metric),
+                "sample_id": s.sample_id,
+                "label_index": s.label_index,
+                "value": _finite_or_none(s.value),
+            }
+            for s in batch.scores
+        ]
+        with Session(self.engine) as session, session.begin():
+            for model, rows in (
+                (Sample, sample_rows),
+                (GroundTruth, truth_rows),
+                (Box, box_rows),
+                (Mask, mask_rows),
+                (Prediction, prediction_rows),
+                (Saliency, saliency_rows),
+                (Score, score_rows),
+                (Failure, [self._failure_row(f) for f in batch.failures]),
+            ):
+                if rows:
+                    session.execute(insert(model), rows)
+            done = session.execute(select(func.count()).select_from(Sample)).scalar_one()
+            session.execute(update(Run).where(Run.id == RUN_ID).values(progress_done=done, updated_at=utcnow()))
+        return done
+
+    def record_failures(self, failures: Iterable[FailureRecord]) -> None:
+        """Record errors outside a batch (e.g. of the whole run)."""
+        rows = [self._failure_row(f) for f in failures]
+        if rows:
+            with Session(self.engine) as session, session.begin():
+                session.execute(insert(Failure), rows)
+
+    @staticmethod
+    def _failure_row(failure: FailureRecord) -> dict[str, Any]:
+        return {"sample_id": failure.sample_id, "stage": failure.stage, "message": failure.message,
+                "traceback": failure.traceback, "created_at": utcnow()}
+
+    def _explainer_id(self, name: str) -> int:
+        try:
+            return self._explainer_ids[name]
+        except KeyError:
+            raise SummaryError(f"explainer {name!r} is not registered in this summary") from None
+
+    def _metric_id(self, name: str) -> int:
+        try:
+            return self._metric_ids[name]
+        except KeyError:
+            raise SummaryError(f"metric {name!r} is not registered in this summary") from None
+
+    # -- closing -------------------------------------------------------------------------------------------------
+
+    def close(self, status: str | None = None, error: str | None = None) -> None:
+        """Set the final status (if given) and leave WAL mode so the file opens from a read-only share."""
+        if self._closed:
+            return
+        if status is not None:
+            self.set_status(status, error)
+        set_journal_mode(self.engine, "delete")
+        self.engine.dispose()
+        self._closed = True
+
+    def __enter__(self) -> "SummaryWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, _tb) -> None:
+        if exc_type is None:
+            self.close()
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.close("interrupted")
+        else:
+            self.close("failed", f"{exc_type.__name__}: {exc}")
+
+
