@@ -7,10 +7,14 @@ finished file opens from a read-only share.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
+import tempfile
+import weakref
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from alembic import command
@@ -64,12 +68,12 @@ def known_revisions() -> set[str]:
     return {script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
 
 
-def _on_connect(readonly: bool):
+def _on_connect(readonly: bool, foreign_keys: bool = True):
     def configure(dbapi_connection: sqlite3.Connection, _record: object) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         if not readonly:
-            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
             cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
@@ -93,10 +97,31 @@ def readonly_engine(path: str | Path, immutable: bool = False) -> Engine:
     return engine
 
 
-def writable_engine(path: str | Path) -> Engine:
-    """An engine for the runner: transactions, foreign keys, WAL set by the writer."""
+def writable_engine(path: str | Path, foreign_keys: bool = True) -> Engine:
+    """An engine for the runner: transactions, foreign keys, WAL set by the writer.
+
+    Migrations run with ``foreign_keys=False``: SQLite's batch migrations copy and drop tables, and a drop with
+    foreign keys on would cascade-delete the rows that reference them.
+    """
     engine = create_engine(f"sqlite:///{Path(path).resolve()}")
-    event.listen(engine, "connect", _on_connect(readonly=False))
+    event.listen(engine, "connect", _on_connect(readonly=False, foreign_keys=foreign_keys))
+    return engine
+
+
+def _readonly_share_engine(path: Path) -> Engine:
+    """Open a file SQLite cannot open in place: on a read-only share without its ``-shm`` index.
+
+    Without a ``-wal`` file the database is complete and opens ``immutable``; with one (a run that was killed), the
+    file and its log are copied to a private temporary directory and read there, so nothing of the log is lost.
+    """
+    wal = path.with_name(path.name + "-wal")
+    if not wal.exists():
+        return readonly_engine(path, immutable=True)
+    snapshot = Path(tempfile.mkdtemp(prefix="xaiboard-snapshot-"))
+    shutil.copy2(path, snapshot / path.name)
+    shutil.copy2(wal, snapshot / wal.name)
+    engine = readonly_engine(snapshot / path.name)
+    weakref.finalize(engine, shutil.rmtree, snapshot, True)
     return engine
 
 
@@ -106,6 +131,7 @@ def current_revision(engine: Engine) -> str | None:
         with engine.connect() as connection:
             revision = MigrationContext.configure(connection).get_current_revision()
             tables = set(inspect(connection).get_table_names())
+            _check_length(connection, engine.url.database)
     except (DatabaseError, OperationalError) as error:
         reason = str(error.orig) if getattr(error, "orig", None) is not None else str(error)
         raise CorruptSummaryError(f"cannot read the summary database ({reason})") from None
@@ -114,6 +140,20 @@ def current_revision(engine: Engine) -> str | None:
             raise NotASummaryError("the database has xaiboard tables but no schema revision")
         raise NotASummaryError(f"{DB_NAME} is an SQLite file without xaiboard's tables")
     return revision
+
+
+def _check_length(connection: Any, database: str | None) -> None:
+    """Catch a truncated file cheaply: its header promises more pages than it holds (no WAL to hold the rest)."""
+    raw = connection.connection.driver_connection
+    path = Path(raw.execute("PRAGMA database_list").fetchone()[2] or (database or ""))
+    if not path.is_file() or path.with_name(path.name + "-wal").exists():
+        return
+    page_size = raw.execute("PRAGMA page_size").fetchone()[0]
+    page_count = raw.execute("PRAGMA page_count").fetchone()[0]
+    if page_size * page_count > path.stat().st_size:
+        raise CorruptSummaryError(
+            f"the database file is truncated ({path.stat().st_size} of {page_size * page_count} bytes)"
+        )
 
 
 def check_revision(revision: str, directory: str | Path) -> None:
@@ -144,9 +184,11 @@ def open_readonly(directory: str | Path) -> tuple[Engine, str]:
         revision = current_revision(engine)
     except CorruptSummaryError:
         engine.dispose()
-        # A WAL-mode file (a killed run) on a read-only share has no -shm and cannot be opened plainly.
-        engine = readonly_engine(path, immutable=True)
-        revision = current_revision(engine)
+        if not os.access(path.parent, os.W_OK):
+            engine = _readonly_share_engine(path)
+            revision = current_revision(engine)
+        else:
+            raise
     assert revision is not None
     try:
         check_revision(revision, directory)
@@ -204,7 +246,7 @@ def upgrade(directory: str | Path) -> tuple[str, str, Path | None]:
     path = db_path(directory)
     if not path.is_file():
         raise NotASummaryError(f"{directory} holds no {DB_NAME}: not a summary directory")
-    engine = writable_engine(path)
+    engine = writable_engine(path, foreign_keys=False)
     try:
         old = current_revision(engine)
         assert old is not None

@@ -176,7 +176,7 @@ class Summary:
     def _explainer_id(self, name: str) -> int:
         if self._explainer_ids is None or name not in self._explainer_ids:
             with self._session() as session:
-                self._explainer_ids = dict(session.execute(select(Explainer.name, Explainer.id)).tuples().all())
+                self._explainer_ids = dict(session.execute(select(Explainer.name, Explainer.id)).all())
         if name not in self._explainer_ids:
             known = ", ".join(self._explainer_ids) or "none"
             raise QueryError(f"unknown explainer {name!r} (this summary has: {known})")
@@ -185,7 +185,7 @@ class Summary:
     def _metric_id(self, name: str) -> int:
         if self._metric_ids is None or name not in self._metric_ids:
             with self._session() as session:
-                self._metric_ids = dict(session.execute(select(Metric.name, Metric.id)).tuples().all())
+                self._metric_ids = dict(session.execute(select(Metric.name, Metric.id)).all())
         if name not in self._metric_ids:
             known = ", ".join(self._metric_ids) or "none"
             raise QueryError(f"unknown metric {name!r} (this summary has: {known})")
@@ -340,7 +340,7 @@ class Summary:
 
     def sample_names(self) -> dict[int, str]:
         with self._session() as session:
-            return dict(session.execute(select(Sample.id, Sample.name)).tuples().all())
+            return dict(session.execute(select(Sample.id, Sample.name)).all())
 
     def image_png(self, sample_id: int, thumbnail: bool = False) -> Optional[bytes]:
         """The display image as PNG (a thumbnail when asked and the image is large); None if unknown."""

@@ -95,8 +95,8 @@ class SummaryWriter:
 
     def _load_ids(self) -> None:
         with Session(self.engine) as session:
-            self._explainer_ids = dict(session.execute(select(Explainer.name, Explainer.id)).tuples().all())
-            self._metric_ids = dict(session.execute(select(Metric.name, Metric.id)).tuples().all())
+            self._explainer_ids = dict(session.execute(select(Explainer.name, Explainer.id)).all())
+            self._metric_ids = dict(session.execute(select(Metric.name, Metric.id)).all())
 
     # -- run metadata --------------------------------------------------------------------------------------------
 

@@ -1,0 +1,91 @@
+"""Shared fixtures: synthetic summaries written through the store API (no torch needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xaiboard.store import (
+    Batch,
+    BoxRecord,
+    FailureRecord,
+    PredictionRecord,
+    SaliencyRecord,
+    SampleRecord,
+    ScoreRecord,
+    SummaryWriter,
+)
+
+CLASSES = ["cat", "dog", "bird", "fish"]
+EXPLAINERS = ["Gradient", "GradCAM"]
+
+
+def synthetic_batch(sample_ids: range, seed: int = 0, size: int = 16) -> Batch:
+    """A batch with every kind of row: samples with boxes and masks, predictions of every type, maps, scores."""
+    rng = np.random.default_rng(seed + sample_ids.start)
+    batch = Batch()
+    for sample_id in sample_ids:
+        truth = sample_id % len(CLASSES)
+        mask = np.zeros((size, size), dtype=bool)
+        mask[2:7, 3:9] = True
+        batch.samples.append(
+            SampleRecord(
+                id=sample_id,
+                name=f"img_{sample_id:04d}.png",
+                image=rng.integers(0, 256, (size, size, 3), dtype=np.uint8),
+                ground_truth=[truth],
+                boxes=[BoxRecord(truth, 3, 2, 6, 5)],
+                masks={truth: mask},
+            )
+        )
+        probs = rng.dirichlet(np.ones(len(CLASSES)))
+        predicted = int(probs.argmax())
+        for label in range(len(CLASSES)):
+            is_truth, is_predicted = label == truth, label == predicted
+            kind = {(True, True): "TP", (True, False): "FN", (False, True): "FP"}.get((is_truth, is_predicted))
+            batch.predictions.append(
+                PredictionRecord(sample_id, label, float(probs[label]), is_truth, kind,
+                                 sd=0.05, lower=max(0.0, probs[label] - 0.1), upper=min(1.0, probs[label] + 0.1))
+            )
+            if kind is None:
+                continue
+            for explainer in EXPLAINERS:
+                batch.saliency.append(
+                    SaliencyRecord(sample_id, label, explainer, rng.normal(size=(size, size)), seconds=0.01,
+                                   delta=0.001 if explainer == "Gradient" else None)
+                )
+                value = float(rng.random()) if sample_id % 5 else float("nan")
+                batch.scores.append(ScoreRecord(explainer, "InsertionAUC", sample_id, label, value))
+    return batch
+
+
+def start_summary(directory: Path, total: int) -> SummaryWriter:
+    writer = SummaryWriter.create(directory, name=directory.name)
+    writer.set_labels(CLASSES)
+    for explainer in EXPLAINERS:
+        writer.register_explainer(explainer, {"class": explainer})
+    writer.register_metric("InsertionAUC", True, (0.0, 1.0), "mean", {"steps": 10})
+    writer.update_run(task="single-label", activation="softmax", threshold=0.5, progress_total=total,
+                      image_height=16, image_width=16, model_class="TinyNet", num_parameters=123, device="cpu",
+                      config={"batch_size": 4})
+    return writer
+
+
+@pytest.fixture
+def make_summary(tmp_path: Path) -> Callable[..., Path]:
+    """Write a finished synthetic summary with ``n`` samples in batches of 4; returns its directory."""
+
+    def make(name: str = "run", n: int = 12, status: str = "complete", failures: int = 1) -> Path:
+        directory = tmp_path / name
+        writer = start_summary(directory, n)
+        for start in range(0, n, 4):
+            batch = synthetic_batch(range(start, min(start + 4, n)))
+            writer.write_batch(batch)
+        writer.record_failures([FailureRecord(i, "explainer:GradCAM", "boom") for i in range(failures)])
+        writer.close(status)
+        return directory
+
+    return make
