@@ -1,0 +1,404 @@
+"""The ``Benchmark`` base class and the tensor helpers the benchmarks share.
+
+Every benchmark scores (image, label, relevance map) triples: ``evaluate`` takes a batch of N pairs and returns N
+scores as a float tensor on the CPU, NaN where the score is undefined for a pair. The base class validates the
+arguments once (shapes, dtypes, required masks or explainer) so the metric code only deals with clean tensors on the
+model's device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any, Callable, Iterator, Optional, Union
+
+import torch
+from torch import Tensor
+
+ActivationFn = Callable[[Tensor], Tensor]
+BaselineSpec = Union[str, Tensor]
+
+BASELINE_NAMES = ("zero", "blur", "mean")
+
+
+class Benchmark:
+    """Base class of the benchmarks.
+
+    Subclasses set the class attributes below, store their parameters as attributes, list them in ``_params()`` and
+    implement ``_evaluate`` on validated tensors. ``evaluate`` is the public entry point.
+    """
+
+    name: str = ""
+    higher_is_better: bool = True
+    range: tuple[float, Optional[float]] = (0.0, 1.0)
+    aggregation: str = "mean"
+    requires_masks: bool = False
+    requires_explainer: bool = False
+
+    def _params(self) -> dict[str, Any]:
+        """The benchmark's own parameters (JSON-able)."""
+        return {}
+
+    def config(self) -> dict[str, Any]:
+        """The JSON-able configuration stored with the scores: class, metric name and every parameter."""
+        return {"class": type(self).__name__, "name": self.name, **self._params()}
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{key}={value!r}" for key, value in self._params().items())
+        return f"{type(self).__name__}({self.name!r}{', ' if params else ''}{params})"
+
+    def evaluate(
+        self,
+        network: torch.nn.Module,
+        inputs: Tensor,
+        targets: Tensor,
+        saliency: Tensor,
+        masks: Optional[Tensor] = None,
+        explainer: Any = None,
+        activation_fn: Union[ActivationFn, str, None] = None,
+    ) -> Tensor:
+        """Score N (image, target, map) pairs.
+
+        Args:
+            network: the classifier; it is switched to eval mode for the call and its modes are restored after.
+            inputs: N x C x H x W images, as the network takes them.
+            targets: N class indices (the label each map explains).
+            saliency: N x H x W relevance maps (N x 1 x H x W is accepted), higher = more evidence for the target.
+            masks: N x H x W bool ground-truth regions; required by the localization benchmarks.
+            explainer: the explainer that made the maps; required by benchmarks that explain again.
+            activation_fn: logits -> probabilities; a callable, or "softmax" (default, over dim 1), "sigmoid",
+                "identity".
+
+        Returns:
+            N float32 scores on the CPU; NaN where the score is undefined for that pair.
+        """
+        if not isinstance(network, torch.nn.Module):
+            raise TypeError(f"{self.name}: network must be a torch.nn.Module, got {type(network).__name__}")
+        device = model_device(network, inputs)
+        inputs, targets, saliency = validate_pairs(self.name, inputs, targets, saliency, device)
+        if masks is not None:
+            masks = validate_masks(self.name, masks, saliency.shape, device)
+        if self.requires_masks and masks is None:
+            raise ValueError(f"{self.name} needs ground-truth masks: pass masks= as an N x H x W bool tensor")
+        if self.requires_explainer and explainer is None:
+            raise ValueError(
+                f"{self.name} explains again and needs the explainer that made the maps: pass explainer="
+            )
+        if self.requires_explainer and not callable(getattr(explainer, "explain", None)):
+            raise TypeError(f"{self.name}: explainer must have an explain(inputs, targets) method")
+        activation = resolve_activation(activation_fn)
+        if inputs.shape[0] == 0:
+            return torch.empty(0, dtype=torch.float32)
+        with eval_mode(network):
+            scores = self._evaluate(network, inputs, targets, saliency, masks, explainer, activation)
+        return scores.detach().to(device="cpu", dtype=torch.float32)
+
+    def _evaluate(
+        self,
+        network: torch.nn.Module,
+        inputs: Tensor,
+        targets: Tensor,
+        saliency: Tensor,
+        masks: Optional[Tensor],
+        explainer: Any,
+        activation: ActivationFn,
+    ) -> Tensor:
+        raise NotImplementedError
+
+
+# -- validation ----------------------------------------------------------------------------------------------------
+
+
+def model_device(network: torch.nn.Module, inputs: Any = None) -> torch.device:
+    """The device of the network's first parameter or buffer; the inputs' device for a network without any."""
+    for tensor in network.parameters():
+        return tensor.device
+    for tensor in network.buffers():
+        return tensor.device
+    if isinstance(inputs, Tensor):
+        return inputs.device
+    return torch.device("cpu")
+
+
+def validate_pairs(name: str, inputs: Any, targets: Any, saliency: Any, device: torch.device) -> tuple[Tensor, ...]:
+    """Check and move the images, targets and maps of N pairs; raise a one-line error naming the bad argument."""
+    if not isinstance(inputs, Tensor):
+        raise TypeError(f"{name}: inputs must be a tensor, got {type(inputs).__name__}")
+    if inputs.dim() != 4:
+        raise ValueError(f"{name}: inputs must be N x C x H x W, got shape {tuple(inputs.shape)}")
+    if not inputs.is_floating_point():
+        raise TypeError(f"{name}: inputs must be a floating point tensor, got {inputs.dtype}")
+    n, _, height, width = inputs.shape
+    targets = torch.as_tensor(targets)
+    if targets.dim() == 0:
+        targets = targets.reshape(1)
+    if targets.dim() != 1 or targets.shape[0] != n:
+        raise ValueError(f"{name}: targets must hold N = {n} class indices, got shape {tuple(targets.shape)}")
+    if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
+        raise TypeError(f"{name}: targets must be integer class indices, got {targets.dtype}")
+    if n and int(targets.min()) < 0:
+        raise ValueError(f"{name}: targets must be non-negative class indices, got {int(targets.min())}")
+    if not isinstance(saliency, Tensor):
+        raise TypeError(f"{name}: saliency must be a tensor, got {type(saliency).__name__}")
+    if saliency.dim() == 4 and saliency.shape[1] == 1:
+        saliency = saliency[:, 0]
+    if tuple(saliency.shape) != (n, height, width):
+        raise ValueError(
+            f"{name}: saliency must be N x H x W = {(n, height, width)} to match the inputs, "
+            f"got {tuple(saliency.shape)}"
+        )
+    return (
+        inputs.detach().to(device),
+        targets.to(device=device, dtype=torch.long),
+        saliency.detach().to(device=device, dtype=torch.float32),
+    )
+
+
+def validate_masks(name: str, masks: Any, shape: torch.Size, device: torch.device) -> Tensor:
+    """Check N x H x W masks; non-bool masks count every non-zero pixel as inside."""
+    if not isinstance(masks, Tensor):
+        raise TypeError(f"{name}: masks must be a tensor, got {type(masks).__name__}")
+    if masks.dim() == 4 and masks.shape[1] == 1:
+        masks = masks[:, 0]
+    if tuple(masks.shape) != tuple(shape):
+        raise ValueError(f"{name}: masks must be N x H x W = {tuple(shape)} like the maps, got {tuple(masks.shape)}")
+    return (masks != 0).to(device)
+
+
+def resolve_activation(activation_fn: Union[ActivationFn, str, None]) -> ActivationFn:
+    """Turn ``None``/"softmax"/"sigmoid"/"identity" or a callable into a logits -> probabilities function."""
+    if activation_fn is None or activation_fn == "softmax":
+        return lambda logits: torch.softmax(logits, dim=1)
+    if activation_fn == "sigmoid":
+        return torch.sigmoid
+    if activation_fn == "identity":
+        return lambda logits: logits
+    if isinstance(activation_fn, str):
+        raise ValueError(f"activation_fn must be 'softmax', 'sigmoid', 'identity' or a callable, got {activation_fn!r}")
+    if not callable(activation_fn):
+        raise TypeError(f"activation_fn must be callable, got {type(activation_fn).__name__}")
+    return activation_fn
+
+
+@contextlib.contextmanager
+def eval_mode(network: torch.nn.Module) -> Iterator[None]:
+    """Put every module in eval mode for the block and restore each module's own mode after."""
+    modes = [(module, module.training) for module in network.modules()]
+    network.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+# -- model evaluation ----------------------------------------------------------------------------------------------
+
+
+def target_probabilities(
+    network: torch.nn.Module, activation: ActivationFn, batch: Tensor, targets: Tensor, name: str
+) -> Tensor:
+    """The activated output of each image of ``batch`` at its target class (one forward pass, no autograd)."""
+    with torch.no_grad():
+        probabilities = activation(network(batch))
+    if probabilities.dim() != 2 or probabilities.shape[0] != batch.shape[0]:
+        raise ValueError(
+            f"{name}: the network (after activation) must return N x classes, got {tuple(probabilities.shape)}"
+        )
+    if int(targets.max()) >= probabilities.shape[1]:
+        raise ValueError(
+            f"{name}: target {int(targets.max())} is out of range for a network with {probabilities.shape[1]} outputs"
+        )
+    return probabilities.gather(1, targets[:, None])[:, 0].float()
+
+
+def relevance_rank(saliency: Tensor) -> Tensor:
+    """Each pixel's position when the pixels of its map are sorted by descending relevance (0 = most relevant).
+
+    Ties are broken by pixel index in row-major order (the pixel with the smaller row, then the smaller column,
+    comes first): a stable sort of the descending values. Returns N x (H * W) long.
+    """
+    flat = saliency.flatten(1)
+    order = torch.sort(flat, dim=1, descending=True, stable=True).indices
+    positions = torch.arange(flat.shape[1], device=flat.device).expand_as(order)
+    return torch.empty_like(order).scatter_(1, order, positions)
+
+
+def step_counts(pixels: int, steps: int, device: Optional[torch.device] = None) -> Tensor:
+    """Number of pixels perturbed after each of ``steps`` equal increments: round(k * pixels / steps), k = 0..steps.
+
+    Rounding is half-up in integer arithmetic, so the counts are exact for any image size and end at ``pixels``.
+    """
+    k = torch.arange(steps + 1, device=device, dtype=torch.long)
+    return torch.div(2 * k * pixels + steps, 2 * steps, rounding_mode="floor")
+
+
+def perturbed_probabilities(
+    network: torch.nn.Module,
+    activation: ActivationFn,
+    start: Tensor,
+    end: Tensor,
+    rank: Tensor,
+    targets: Tensor,
+    pair: Tensor,
+    low: Tensor,
+    high: Tensor,
+    eval_batch_size: int,
+    name: str,
+) -> Tensor:
+    """Target probabilities of many perturbed images, built and evaluated chunk by chunk.
+
+    Job j shows image ``pair[j]`` taken from ``end`` at the pixels whose relevance rank lies in
+    ``[low[j], high[j])`` and from ``start`` everywhere else (all channels of a pixel together). The images of at
+    most ``eval_batch_size`` jobs exist at a time; everything stays on the model's device.
+    """
+    n_jobs = pair.shape[0]
+    _, channels, height, width = start.shape
+    out = torch.empty(n_jobs, dtype=torch.float32, device=start.device)
+    for begin in range(0, n_jobs, eval_batch_size):
+        stop = min(begin + eval_batch_size, n_jobs)
+        index = pair[begin:stop]
+        pixel_rank = rank[index]
+        chosen = (pixel_rank >= low[begin:stop, None]) & (pixel_rank < high[begin:stop, None])
+        chosen = chosen.view(-1, 1, height, width)
+        batch = torch.where(chosen, end[index], start[index])
+        out[begin:stop] = target_probabilities(network, activation, batch, targets[index], name)
+    return out
+
+
+def explain_maps(explainer: Any, inputs: Tensor, targets: Tensor, batch_size: Optional[int], name: str) -> Tensor:
+    """Explain (inputs, targets) with ``explainer`` — one call, or calls of ``batch_size`` pairs — and check that
+    it returns one H x W map per pair (a singleton channel dimension is dropped)."""
+    count, _, height, width = inputs.shape
+    chunk = batch_size or max(count, 1)
+    maps = []
+    for begin in range(0, count, chunk):
+        part = inputs[begin : begin + chunk]
+        explained = explainer.explain(part, targets[begin : begin + chunk])
+        if not isinstance(explained, Tensor):
+            raise TypeError(f"{name}: the explainer returned {type(explained).__name__}, not a tensor of maps")
+        if explained.dim() == 4 and explained.shape[1] == 1:
+            explained = explained[:, 0]
+        if tuple(explained.shape) != (part.shape[0], height, width):
+            raise ValueError(
+                f"{name}: the explainer returned maps of shape {tuple(explained.shape)}, "
+                f"expected {(part.shape[0], height, width)}"
+            )
+        maps.append(explained.detach().float())
+    return torch.cat(maps)
+
+
+# -- baselines -----------------------------------------------------------------------------------------------------
+
+
+def gaussian_blur(images: Tensor, kernel_size: int, sigma: float) -> Tensor:
+    """Separable Gaussian blur of N x C x H x W images, each channel on its own, edges replicated."""
+    radius = kernel_size // 2
+    offsets = torch.arange(kernel_size, dtype=torch.float64, device=images.device) - radius
+    kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
+    kernel = (kernel / kernel.sum()).to(images.dtype)
+    channels = images.shape[1]
+    padded = torch.nn.functional.pad(images, (radius, radius, radius, radius), mode="replicate")
+    rows = torch.nn.functional.conv2d(padded, kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
+    return torch.nn.functional.conv2d(rows, kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
+
+
+def make_baseline(
+    spec: BaselineSpec, inputs: Tensor, name: str, blur_kernel_size: int = 11, blur_sigma: float = 5.0
+) -> Tensor:
+    """The reference images for ``inputs``: "zero" (all zeros in input space), "blur" (Gaussian blur of each image),
+    "mean" (each image's per-channel mean everywhere) or a tensor broadcastable to N x C x H x W."""
+    if isinstance(spec, Tensor):
+        try:
+            return torch.broadcast_to(spec.to(device=inputs.device, dtype=inputs.dtype), inputs.shape)
+        except RuntimeError:
+            raise ValueError(
+                f"{name}: the baseline tensor of shape {tuple(spec.shape)} does not broadcast to the inputs' "
+                f"shape {tuple(inputs.shape)}"
+            ) from None
+    with torch.no_grad():
+        if spec == "zero":
+            return torch.zeros_like(inputs)
+        if spec == "blur":
+            return gaussian_blur(inputs, blur_kernel_size, blur_sigma)
+        if spec == "mean":
+            return inputs.mean(dim=(2, 3), keepdim=True).expand_as(inputs)
+    raise ValueError(f"{name}: baseline must be one of {BASELINE_NAMES} or a tensor, got {spec!r}")
+
+
+def check_baseline(spec: Any, name: str) -> None:
+    """Raise early for a baseline that ``make_baseline`` would reject."""
+    if isinstance(spec, Tensor):
+        if not spec.is_floating_point():
+            raise TypeError(f"{name}: a baseline tensor must be floating point, got {spec.dtype}")
+        return
+    if spec not in BASELINE_NAMES:
+        raise ValueError(f"{name}: baseline must be one of {BASELINE_NAMES} or a tensor, got {spec!r}")
+
+
+def baseline_config(spec: BaselineSpec) -> Any:
+    """A JSON-able description of a baseline: its name, or the shape and mean of a baseline tensor."""
+    if isinstance(spec, Tensor):
+        return {"tensor_shape": list(spec.shape), "tensor_mean": float(spec.float().mean())}
+    return spec
+
+
+# -- statistics ----------------------------------------------------------------------------------------------------
+
+
+def trapezoid_auc(curve: Tensor) -> Tensor:
+    """Trapezoid area under curves sampled at equally spaced points over [0, 1]: N x (K + 1) -> N."""
+    steps = curve.shape[-1] - 1
+    if steps < 1:
+        raise ValueError("a curve needs at least two points")
+    values = curve.double()
+    return (values.sum(dim=-1) - (values[..., 0] + values[..., -1]) / 2) / steps
+
+
+def pearson(a: Tensor, b: Tensor) -> Tensor:
+    """Pearson correlation of each row of ``a`` with the same row of ``b`` (N x M -> N), in float64.
+
+    NaN where a row is constant (zero variance) or holds a non-finite value: the correlation is undefined there.
+    """
+    a = a.double()
+    b = b.double()
+    scale_a = a.abs().amax(dim=-1)
+    scale_b = b.abs().amax(dim=-1)
+    a = a - a.mean(dim=-1, keepdim=True)
+    b = b - b.mean(dim=-1, keepdim=True)
+    norm_a = a.norm(dim=-1)
+    norm_b = b.norm(dim=-1)
+    rho = ((a * b).sum(dim=-1) / (norm_a * norm_b)).clamp(-1.0, 1.0)
+    # a row is constant when its spread is zero or at rounding level of its values
+    tolerance = 1e-12 * math.sqrt(a.shape[-1])
+    constant = (norm_a <= tolerance * scale_a) | (norm_b <= tolerance * scale_b)
+    return torch.where(constant | ~torch.isfinite(rho), torch.full_like(rho, math.nan), rho)
+
+
+def average_ranks(values: Tensor) -> Tensor:
+    """Ranks (1-based) of each row's values, ties sharing the mean of their positions (as scipy's rankdata)."""
+    values = values.double()
+    size = values.shape[-1]
+    sorted_values, order = torch.sort(values, dim=-1, stable=True)
+    positions = torch.arange(size, device=values.device).expand_as(order)
+    first = torch.ones_like(order, dtype=torch.bool)
+    first[..., 1:] = sorted_values[..., 1:] != sorted_values[..., :-1]
+    last = torch.ones_like(first)
+    last[..., :-1] = first[..., 1:]
+    group_start = torch.cummax(torch.where(first, positions, torch.zeros_like(positions)), dim=-1).values
+    ends = torch.where(last, positions, torch.full_like(positions, size - 1))
+    group_end = torch.flip(torch.cummin(torch.flip(ends, dims=[-1]), dim=-1).values, dims=[-1])
+    mean_rank = (group_start + group_end).double() / 2 + 1
+    return torch.empty_like(mean_rank).scatter_(-1, order, mean_rank)
+
+
+def spearman(a: Tensor, b: Tensor) -> Tensor:
+    """Spearman rank correlation of each row pair (Pearson of average ranks): N x M -> N; NaN where undefined."""
+    finite = torch.isfinite(a).all(dim=-1) & torch.isfinite(b).all(dim=-1)
+    rho = pearson(average_ranks(a), average_ranks(b))
+    return torch.where(finite, rho, torch.full_like(rho, math.nan))
+
+
+def finite_rows(values: Tensor) -> Tensor:
+    """Which rows of an N x ... tensor hold only finite values."""
+    return torch.isfinite(values.flatten(1)).all(dim=1)
