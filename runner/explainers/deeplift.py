@@ -1,0 +1,38 @@
+"""DeepLIFT (Shrikumar et al. 2017, Rescale rule) through Captum's ``DeepLift``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from captum.attr import DeepLift as CaptumDeepLift
+from torch import Tensor, nn
+
+from .base import DEFAULT_BATCH_SIZE, Explainer, sum_over_channels
+from .baselines import Baseline, check_baseline, make_baseline
+
+
+class DeepLift(Explainer):
+    """Contributions of each input relative to a baseline (Rescale rule), summed over channels (signed); the
+    summation-to-delta gap is stored as the convergence delta. Each non-linearity must be its own module
+    (``torch.nn.ReLU`` instances, not reused and not functional calls), as Captum requires. ``baseline`` as for
+    :class:`IntegratedGradients`."""
+
+    reduction = "signed sum over channels"
+
+    def __init__(self, network: nn.Module, *, baseline: Baseline = "zero", blur_sigma: Optional[float] = None,
+                 seed: int = 0, batch_size: int = DEFAULT_BATCH_SIZE, name: Optional[str] = None):
+        super().__init__(network, batch_size=batch_size, name=name)
+        check_baseline(baseline)
+        self.baseline, self.blur_sigma, self.seed = baseline, blur_sigma, seed
+        self._remember(baseline=baseline, blur_sigma=blur_sigma, seed=seed)
+
+    def _chunk_size(self) -> int:
+        # DeepLift runs the inputs and the baselines together: half a chunk each keeps batch_size images per pass.
+        return max(1, self.batch_size // 2)
+
+    def _explain(self, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Optional[Tensor]]:
+        baselines = make_baseline(self.baseline, inputs, self.blur_sigma, self.seed)
+        attributions, delta = CaptumDeepLift(self.network).attribute(
+            inputs, baselines=baselines, target=targets, return_convergence_delta=True
+        )
+        return sum_over_channels(attributions), delta

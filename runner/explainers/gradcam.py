@@ -1,0 +1,55 @@
+"""Grad-CAM (Selvaraju et al. 2017) through Captum's ``LayerGradCam``, upsampled to the input size."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from captum.attr import LayerGradCam
+from torch import Tensor, nn
+
+from .base import DEFAULT_BATCH_SIZE, Explainer, eval_mode, resolve_layer
+
+
+def check_spatial_layer(explainer: Explainer, layer: nn.Module, layer_name: str, inputs: Tensor) -> None:
+    """Raise a ValueError unless ``layer`` outputs N x C x h x w feature maps for inputs like ``inputs``."""
+    shapes: list[tuple[int, ...]] = []
+    handle = layer.register_forward_hook(lambda _m, _i, output: shapes.append(tuple(output.shape))
+                                         if isinstance(output, Tensor) else shapes.append(()))
+    try:
+        with eval_mode(explainer.network), torch.no_grad():
+            explainer.network(inputs)
+    finally:
+        handle.remove()
+    if not shapes:
+        raise ValueError(f"{explainer.name}: layer {layer_name!r} is not used by the network's forward pass")
+    if len(shapes[0]) != 4:
+        raise ValueError(f"{explainer.name}: layer {layer_name!r} must output N x C x h x w feature maps, "
+                         f"it outputs shape {shapes[0]}; pick a convolutional layer")
+
+
+class GradCAM(Explainer):
+    """ReLU(sum_k alpha_k A_k) on ``layer``'s feature maps A (alpha_k = mean gradient of the target over map k),
+    upsampled bilinearly to the input size. ``layer`` is a dotted module name (``"layer4"``) or a module; it is
+    stored by name. ``relu=False`` keeps the negative evidence."""
+
+    reduction = "one channel; bilinear upsampling to the input size"
+
+    def __init__(self, network: nn.Module, layer: str | nn.Module, *, relu: bool = True,
+                 batch_size: int = DEFAULT_BATCH_SIZE, name: Optional[str] = None):
+        super().__init__(network, batch_size=batch_size, name=name)
+        self.layer_name, self.layer = resolve_layer(network, layer)
+        self.relu = bool(relu)
+        self._remember(layer=self.layer_name, relu=self.relu)
+
+    def check(self, inputs: Tensor) -> None:
+        check_spatial_layer(self, self.layer, self.layer_name, inputs)
+
+    def _explain(self, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Optional[Tensor]]:
+        cam = LayerGradCam(self.network, self.layer).attribute(inputs, target=targets, relu_attributions=self.relu)
+        if cam.dim() != 4:
+            raise ValueError(f"layer {self.layer_name!r} must output N x C x h x w feature maps, "
+                             f"Grad-CAM got shape {tuple(cam.shape)}")
+        cam = F.interpolate(cam, size=inputs.shape[2:], mode="bilinear", align_corners=False)
+        return cam[:, 0], None

@@ -1,0 +1,23 @@
+"""Input x Gradient (Shrikumar et al. 2016) through Captum's ``InputXGradient``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from captum.attr import InputXGradient as CaptumInputXGradient
+from torch import Tensor, nn
+
+from .base import DEFAULT_BATCH_SIZE, Explainer, sum_over_channels
+
+
+class InputXGradient(Explainer):
+    """input * d output[target] / d input, summed over channels (signed: negative = evidence against)."""
+
+    reduction = "signed sum over channels"
+
+    def __init__(self, network: nn.Module, *, batch_size: int = DEFAULT_BATCH_SIZE, name: Optional[str] = None):
+        super().__init__(network, batch_size=batch_size, name=name)
+
+    def _explain(self, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Optional[Tensor]]:
+        attributions = CaptumInputXGradient(self.network).attribute(inputs, target=targets)
+        return sum_over_channels(attributions), None
