@@ -11,6 +11,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import time
 import weakref
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.exc import DatabaseError, OperationalError
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import NullPool
 
 from .errors import (
     CorruptSummaryError,
@@ -83,15 +84,14 @@ def _on_connect(readonly: bool, foreign_keys: bool = True):
 def readonly_engine(path: str | Path, immutable: bool = False) -> Engine:
     """An engine that opens the database with ``mode=ro``; it cannot create, change or journal the file.
 
-    ``immutable`` also skips locking and the WAL index, for a file on a read-only share that no one writes.
+    Connections are not pooled: an idle reader holding the file open would keep a finishing run from leaving WAL
+    mode. ``immutable`` also skips locking and the WAL index, for a complete file on a read-only share.
     """
     uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro" + ("&immutable=1" if immutable else "")
     engine = create_engine(
         "sqlite://",
         creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False),
-        poolclass=QueuePool,
-        pool_size=4,
-        max_overflow=12,
+        poolclass=NullPool,
     )
     event.listen(engine, "connect", _on_connect(readonly=True))
     return engine
@@ -227,15 +227,26 @@ def open_writable(directory: str | Path) -> Engine:
     return engine
 
 
-def set_journal_mode(engine: Engine, mode: str) -> str:
-    """Switch the journal mode; returns the mode SQLite reports (it stays WAL while a reader holds the file)."""
+def set_journal_mode(engine: Engine, mode: str, wait: float = 3.0) -> str:
+    """Switch the journal mode; returns the mode SQLite reports.
+
+    Leaving WAL needs the file to itself: while a reader holds it open, this retries for ``wait`` seconds and then
+    leaves the database in WAL mode (checkpointed, so the main file holds every committed row).
+    """
+    deadline = time.monotonic() + wait
     with engine.connect() as connection:
         raw = connection.connection.driver_connection
         assert raw is not None
-        if mode.lower() == "delete":
-            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        result = raw.execute(f"PRAGMA journal_mode={mode}").fetchone()
-    return str(result[0]) if result else ""
+        while True:
+            try:
+                if mode.lower() == "delete":
+                    raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                result = raw.execute(f"PRAGMA journal_mode={mode}").fetchone()
+                return str(result[0]) if result else ""
+            except sqlite3.OperationalError:
+                if time.monotonic() >= deadline:
+                    return str(raw.execute("PRAGMA journal_mode").fetchone()[0])
+                time.sleep(0.1)
 
 
 def upgrade(directory: str | Path) -> tuple[str, str, Path | None]:

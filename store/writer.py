@@ -7,6 +7,7 @@ any moment leaves a summary whose samples are complete and which :meth:`SummaryW
 from __future__ import annotations
 
 import math
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -301,9 +302,16 @@ class SummaryWriter:
             return
         if status is not None:
             self.set_status(status, error)
-        set_journal_mode(self.engine, "delete")
+        mode = set_journal_mode(self.engine, "delete")
         self.engine.dispose()
         self._closed = True
+        if mode.lower() != "delete":
+            warnings.warn(
+                f"{self.directory} stays in WAL mode because another process holds it open; it is complete, but "
+                "copy xaiboard.db-wal with it until any writer reopens and closes it",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     def __enter__(self) -> "SummaryWriter":
         return self

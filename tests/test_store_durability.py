@@ -85,7 +85,10 @@ def test_live_run_is_readable_while_writing(tmp_path):
         assert (summary.run().status, summary.num_samples()) == ("running", 4)
         writer.write_batch(synthetic_batch(range(4, 8)))
         assert summary.num_samples() == 8, "a reader sees batches committed after it opened"
-    writer.close("complete")
+        writer.close("complete")
+        assert summary.run().status == "complete"
+        assert sorted(p.name for p in directory.iterdir()) == ["xaiboard.db"], \
+            "an open reader does not keep the finished run in WAL mode"
 
 
 def test_finished_summary_opens_from_a_read_only_directory(make_summary):
