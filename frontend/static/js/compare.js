@@ -1,0 +1,143 @@
+// Comparing runs: the score table side by side, per-class charts of each run, and one sample's maps across runs.
+import { drawFigure, el, fill, fmt, getJSON, list, plural, readQuery, showError, statusBadge, typeBadge, writeQuery } from "./util.js";
+
+const root = document.getElementById("compare");
+const note = document.getElementById("compare-note");
+const MAP_SIZE = 256;
+let data = null;
+let state = {};
+
+function save() {
+  writeQuery(state, { metric: null, sample: null, label: null });
+}
+
+async function chooser() {
+  const summaries = (await getJSON("/api/v1/summaries?limit=1000")).summaries.filter((s) => s.status !== "error" && s.created_at);
+  const chosen = new Set();
+  const button = el("button", { type: "button", class: "button primary", disabled: true, onclick: () => {
+    window.location.href = `/compare?ids=${[...chosen].join(",")}`;
+  } }, "Compare");
+  const rows = summaries.map((s) => el("label", { class: "pick-row" },
+    el("input", { type: "checkbox", onchange: (event) => {
+      if (event.target.checked) chosen.add(s.id); else chosen.delete(s.id);
+      button.disabled = chosen.size < 2;
+    } }),
+    el("span", { class: "name" }, s.name), el("span", { class: "path muted" }, s.path), statusBadge(s),
+    el("span", { class: "muted" }, plural(s.num_samples, "sample"))));
+  fill(root, el("section", { class: "card" }, el("h2", {}, "Pick the runs to compare"),
+    summaries.length ? el("div", { class: "pick-list" }, rows) : el("p", { class: "empty" }, "No readable summary found."),
+    el("div", { class: "card-foot" }, button)));
+}
+
+function scoreTable() {
+  const metrics = Object.fromEntries(data.metrics.map((m) => [m.name, m]));
+  const header = el("tr", {}, el("th", {}, "Explainer"), el("th", {}, "Metric"),
+    data.summaries.map((s) => el("th", { class: "num" }, el("a", { href: `/s/${s.id}/scores` }, s.name), el("div", { class: "muted small" }, s.path))));
+  const rows = data.table.map((row) => {
+    const metric = metrics[row.metric];
+    const defined = row.values.filter((v) => v !== null);
+    const bestValue = defined.length > 1 ? (metric.higher_is_better ? Math.max(...defined) : Math.min(...defined)) : null;
+    return el("tr", {}, el("th", { scope: "row" }, row.explainer),
+      el("td", {}, row.metric, " ", el("span", { class: `arrow ${metric.higher_is_better ? "up" : "down"}`, title: metric.higher_is_better ? "higher is better" : "lower is better" }, metric.higher_is_better ? "↑" : "↓")),
+      row.values.map((v, i) => el("td", { class: `num${v !== null && v === bestValue ? " best" : ""}`, title: `${row.counts[i]} values` }, fmt(v, 3))));
+  });
+  const comprehensive = data.explainers.map((explainer, position) => {
+    const values = data.comprehensive.map((c) => (explainer in c ? c[explainer] : null));
+    const defined = values.filter((v) => v !== null);
+    const bestValue = defined.length > 1 ? Math.max(...defined) : null;
+    return el("tr", { class: position === 0 ? "total-row first" : "total-row" }, el("th", { scope: "row" }, explainer), el("td", {}, "Comprehensive (equal weights)"),
+      values.map((v) => el("td", { class: `num${v !== null && v === bestValue ? " best" : ""}` }, fmt(v, 3))));
+  });
+  return el("section", { class: "card" }, el("h2", {}, "Scores side by side"),
+    data.table.length
+      ? el("div", { class: "table-scroll" }, el("table", { class: "table compare" }, el("thead", {}, header), el("tbody", {}, rows, comprehensive)))
+      : el("p", { class: "empty" }, "These runs have no scores."),
+    el("p", { class: "muted small" }, "The best value of each row is highlighted; arrows give each metric's direction."));
+}
+
+function perClassCharts() {
+  if (!data.metrics.length) return null;
+  state.metric = data.metrics.some((m) => m.name === state.metric) ? state.metric : data.metrics[0].name;
+  const grid = el("div", { class: "chart-grid" });
+  const draw = () => {
+    fill(grid, data.summaries.map((s) => {
+      const plot = el("div", { class: "chart" });
+      drawFigure(plot, `/api/v1/summaries/${s.id}/figures/per-class-metric?metric=${encodeURIComponent(state.metric)}`);
+      return el("section", { class: "card chart-card" }, el("h3", {}, s.name, " ", el("span", { class: "muted small" }, s.path)), plot);
+    }));
+  };
+  const picker = el("select", { "aria-label": "metric of the per-class charts", onchange: (event) => { state.metric = event.target.value; save(); draw(); } },
+    data.metrics.map((m) => el("option", { value: m.name, selected: m.name === state.metric }, m.name)));
+  draw();
+  return el("section", {}, el("div", { class: "section-head" }, el("h2", {}, "Per class"), el("span", { class: "spacer" }), picker), grid);
+}
+
+async function sampleRows(body, sampleId) {
+  const samples = await Promise.all(data.summaries.map((s) => getJSON(`/api/v1/summaries/${s.id}/samples/${sampleId}`).catch(() => null)));
+  const first = samples.find(Boolean);
+  if (!first) {
+    fill(body, el("p", { class: "empty" }, "This sample cannot be read."));
+    return;
+  }
+  const explained = first.labels.filter((l) => l.type);
+  const labels = explained.length ? explained : first.labels;
+  let labelIndex = labels.some((l) => String(l.index) === state.label) ? parseInt(state.label, 10)
+    : (labels.find((l) => l.ground_truth) || labels[0]).index;
+  const labelPicker = el("select", { "aria-label": "label to compare", onchange: (event) => { state.label = event.target.value; save(); drawRows(); } },
+    first.labels.map((l) => el("option", { value: String(l.index), selected: l.index === labelIndex }, `${l.name}${l.ground_truth ? " ★" : ""}`)));
+  const rows = el("div", { class: "compare-rows" });
+  const drawRows = () => {
+    labelIndex = parseInt(labelPicker.value, 10);
+    fill(rows, data.summaries.map((s, i) => {
+      const sample = samples[i];
+      if (!sample) return el("div", { class: "compare-row" }, el("div", { class: "run-name" }, s.name), el("p", { class: "muted" }, "sample missing"));
+      const label = sample.labels.find((l) => l.index === labelIndex);
+      const maps = label && label.saliency.length
+        ? label.saliency.map((m) => el("figure", { class: "map-figure" },
+          el("img", { class: "map", src: `${m.url}&overlay=1&alpha=0.5&size=${MAP_SIZE}`, width: "128", height: "128", alt: `${m.explainer} map in ${s.name}` }),
+          el("figcaption", {}, m.explainer)))
+        : [el("div", { class: "map-missing" }, "not explained for this label")];
+      return el("div", { class: "compare-row" },
+        el("div", { class: "run-name" }, el("a", { href: `/s/${s.id}` }, s.name),
+          label ? el("div", { class: "small" }, `p = ${fmt(label.prob, 3)} `, typeBadge(label.type)) : null),
+        el("figure", { class: "map-figure" }, el("img", { class: "sample-image", src: `${sample.image_url}&size=${MAP_SIZE}`, width: "128", height: "128", alt: sample.name }),
+          el("figcaption", {}, "input")),
+        maps);
+    }));
+  };
+  fill(body, el("div", { class: "inline" }, el("span", { class: "field-label" }, "Label"), labelPicker), rows);
+  drawRows();
+}
+
+function sharedSamples() {
+  const shared = data.shared_samples;
+  const section = el("section", { class: "card" }, el("h2", {}, "Same sample across runs"));
+  if (!shared.total) {
+    section.append(el("p", { class: "empty" }, "These runs share no samples (same dataset index and name)."));
+    return section;
+  }
+  state.sample = shared.samples.some((s) => String(s.id) === state.sample) ? state.sample : String(shared.samples[0].id);
+  const body = el("div", {});
+  const picker = el("select", { "aria-label": "sample to compare", onchange: (event) => { state.sample = event.target.value; state.label = null; save(); sampleRows(body, state.sample); } },
+    shared.samples.map((s) => el("option", { value: String(s.id), selected: String(s.id) === state.sample }, `${s.name} (#${s.id})`)));
+  section.append(el("div", { class: "inline" }, el("span", { class: "field-label" }, `Sample (${plural(shared.total, "shared sample")})`), picker), body);
+  sampleRows(body, state.sample);
+  return section;
+}
+
+async function start() {
+  const query = readQuery();
+  const ids = list(query.ids);
+  state = { ids: ids.join(","), metric: query.metric || null, sample: query.sample || null, label: query.label || null };
+  if (!ids.length) {
+    await chooser();
+    return;
+  }
+  data = await getJSON(`/api/v1/compare?ids=${encodeURIComponent(ids.join(","))}`);
+  note.textContent = `${plural(data.summaries.length, "run")}: ${data.summaries.map((s) => s.name).join(" · ")}`;
+  const runs = el("div", { class: "run-chips" }, data.summaries.map((s) => el("a", { class: "run-chip", href: `/s/${s.id}` },
+    el("strong", {}, s.name), el("span", { class: "muted" }, s.path), statusBadge(s), el("span", { class: "muted" }, plural(s.num_samples, "sample")))));
+  fill(root, runs, scoreTable(), perClassCharts(), sharedSamples());
+}
+
+start().catch((error) => showError(root, error));

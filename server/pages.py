@@ -1,0 +1,72 @@
+"""The HTML pages: the summary list, the saliency browser, the evaluation page and the comparison page.
+
+Pages are thin Jinja shells; their ES modules fetch everything from the JSON API, so a page's full state lives in
+its URL query and the same link shows a colleague the same view.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from flask import Blueprint, Response, abort, current_app, render_template, send_file
+
+from .registry import Entry, Registry
+from .security import ApiError
+
+pages = Blueprint("pages", __name__)
+
+
+def _registry() -> Registry:
+    return current_app.extensions["xaiboard.registry"]
+
+
+def _entry(summary_id: str) -> Entry:
+    entry = _registry().get(summary_id)
+    if entry is None:
+        raise ApiError(404, f"There is no summary with the id {summary_id[:80]!r} below this server's directory.")
+    entry.refresh()
+    if entry.summary is None:
+        raise ApiError(409, f"The summary {entry.path!r} cannot be read: {entry.error}")
+    return entry
+
+
+@pages.get("/")
+def summary_list() -> str:
+    return render_template("index.html", page="list")
+
+
+@pages.get("/s/<summary_id>")
+def browser(summary_id: str) -> str:
+    entry = _entry(summary_id)
+    return render_template("browser.html", page="browser", entry=entry, row=entry.row())
+
+
+@pages.get("/s/<summary_id>/scores")
+def scores(summary_id: str) -> str:
+    entry = _entry(summary_id)
+    return render_template("scores.html", page="scores", entry=entry, row=entry.row())
+
+
+@pages.get("/compare")
+def compare() -> str:
+    return render_template("compare.html", page="compare")
+
+
+def plotly_js_path() -> Path | None:
+    """plotly.js as bundled in the installed ``plotly`` Python package (found without importing plotly)."""
+    spec = importlib.util.find_spec("plotly")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(folder) / "package_data" / "plotly.min.js"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@pages.get("/vendor/plotly.min.js")
+def plotly_js() -> Response:
+    path = plotly_js_path()
+    if path is None:
+        abort(404, "plotly.min.js is not installed (pip install plotly)")
+    response = send_file(path, mimetype="text/javascript", conditional=True, etag=True, max_age=86400)
+    return response

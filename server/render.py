@@ -1,0 +1,186 @@
+"""Rendering stored relevance maps as heatmap or overlay PNGs (Pillow + numpy), with an in-process LRU cache.
+
+A map is first reduced to values in [0, 1] according to ``sign`` (which relevance to show), coloured with a
+colormap, and optionally blended over the display image with an opacity ``alpha``. Rendering is deterministic, so a
+PNG can be cached by the parameters that produced it.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+from PIL import Image
+
+from . import colormaps
+
+SIGNS = ("positive", "negative", "absolute", "all")
+MAX_SIZE = 1024
+RENDER_VERSION = "1"
+
+
+class RenderError(ValueError):
+    """A rendering parameter is out of range (the API answers 400 with the message)."""
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How to draw a map: over the image or alone, its opacity, colormap, which sign, and the output size."""
+
+    overlay: bool = False
+    alpha: float = 0.5
+    cmap: str = "inferno"
+    sign: str = "absolute"
+    size: Optional[int] = None
+
+    @classmethod
+    def parse(cls, args: Mapping[str, str]) -> "RenderOptions":
+        """Read ``overlay``, ``alpha``, ``cmap``, ``sign`` and ``size`` from query arguments; RenderError if bad."""
+        overlay_text = args.get("overlay", "0").strip().lower()
+        if overlay_text not in ("0", "1", "true", "false", "yes", "no", ""):
+            raise RenderError(f"overlay must be 0 or 1, got {overlay_text!r}")
+        overlay = overlay_text in ("1", "true", "yes")
+        try:
+            alpha = float(args.get("alpha", "0.5"))
+        except ValueError:
+            raise RenderError(f"alpha must be a number between 0 and 1, got {args.get('alpha')!r}") from None
+        if not 0.0 <= alpha <= 1.0:  # also rejects NaN
+            raise RenderError(f"alpha must be between 0 and 1, got {args.get('alpha')!r}")
+        sign = args.get("sign", "absolute")
+        if sign not in SIGNS:
+            raise RenderError(f"sign must be one of {', '.join(SIGNS)}, got {sign!r}")
+        default_cmap = colormaps.DIVERGING if sign == "all" else "inferno"
+        cmap = args.get("cmap", default_cmap)
+        if cmap not in colormaps.NAMES:
+            raise RenderError(f"cmap must be one of {', '.join(colormaps.NAMES)}, got {cmap!r}")
+        size_text = args.get("size")
+        size = None
+        if size_text not in (None, ""):
+            if not size_text.isdigit() or not 8 <= int(size_text) <= MAX_SIZE:
+                raise RenderError(f"size must be an integer from 8 to {MAX_SIZE}, got {size_text!r}")
+            size = int(size_text)
+        return cls(overlay, round(alpha, 3), cmap, sign, size)
+
+    def key(self) -> tuple:
+        return (self.overlay, self.alpha, self.cmap, self.sign, self.size)
+
+
+def normalise(relevance: np.ndarray, sign: str) -> np.ndarray:
+    """Reduce a map to [0, 1]: ``positive``/``negative`` keep one sign scaled by its largest magnitude, ``absolute``
+    shows |r| / max |r|, ``all`` puts zero at 0.5 with -max|r| at 0 and +max|r| at 1."""
+    r = np.asarray(relevance, dtype=np.float64)
+    if sign == "positive":
+        values = np.clip(r, 0.0, None)
+    elif sign == "negative":
+        values = np.clip(-r, 0.0, None)
+    elif sign == "absolute":
+        values = np.abs(r)
+    elif sign == "all":
+        scale = float(np.abs(r).max(initial=0.0))
+        return np.full(r.shape, 0.5) if scale <= 0 else 0.5 + 0.5 * r / scale
+    else:
+        raise RenderError(f"sign must be one of {', '.join(SIGNS)}, got {sign!r}")
+    top = float(values.max(initial=0.0))
+    return np.zeros(r.shape) if top <= 0 else values / top
+
+
+def _target_size(width: int, height: int, size: Optional[int]) -> tuple[int, int]:
+    if size is None:
+        return width, height
+    scale = size / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _resize_image(image: Image.Image, target: tuple[int, int]) -> Image.Image:
+    if image.size == target:
+        return image
+    upscaling = target[0] >= image.size[0] and target[1] >= image.size[1]
+    # Small inputs (digits, CIFAR) keep crisp pixels when enlarged; large photos shrink smoothly.
+    return image.resize(target, Image.Resampling.NEAREST if upscaling else Image.Resampling.LANCZOS)
+
+
+def _resize_values(values: np.ndarray, target: tuple[int, int]) -> np.ndarray:
+    if (values.shape[1], values.shape[0]) == target:
+        return values
+    resized = Image.fromarray(values.astype(np.float32), mode="F").resize(target, Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.float64)
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def render_image(image_png: bytes, size: Optional[int] = None) -> bytes:
+    """The display image as PNG, resized so its long side is ``size`` when given."""
+    if size is None:
+        return image_png
+    image = Image.open(io.BytesIO(image_png))
+    image = image.convert("RGBA" if image.mode in ("RGBA", "LA", "P") else "RGB")
+    return png_bytes(_resize_image(image, _target_size(image.width, image.height, size)))
+
+
+def render_saliency(relevance: np.ndarray, image_png: Optional[bytes], options: RenderOptions) -> bytes:
+    """A map as a coloured heatmap PNG, or blended over the display image when ``options.overlay``."""
+    values = normalise(relevance, options.sign)
+    if options.overlay and image_png is not None:
+        image = Image.open(io.BytesIO(image_png)).convert("RGB")
+        target = _target_size(image.width, image.height, options.size)
+        base = np.asarray(_resize_image(image, target), dtype=np.float64)
+        heat = colormaps.apply(options.cmap, _resize_values(values, target)).astype(np.float64)
+        blended = (1.0 - options.alpha) * base + options.alpha * heat
+        return png_bytes(Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8)))
+    target = _target_size(values.shape[1], values.shape[0], options.size)
+    return png_bytes(Image.fromarray(colormaps.apply(options.cmap, _resize_values(values, target))))
+
+
+def colorbar(cmap: str, width: int = 256, height: int = 12) -> bytes:
+    """A horizontal colour bar of a colormap (low on the left), for legends."""
+    if cmap not in colormaps.NAMES:
+        raise RenderError(f"cmap must be one of {', '.join(colormaps.NAMES)}, got {cmap!r}")
+    row = colormaps.apply(cmap, np.linspace(0.0, 1.0, width))
+    return png_bytes(Image.fromarray(np.repeat(row[None, :, :], height, axis=0)))
+
+
+class PngCache:
+    """A thread-safe LRU of rendered PNGs bounded by their total size in bytes."""
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple, bytes] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple) -> Optional[bytes]:
+        with self._lock:
+            data = self._items.get(key)
+            if data is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return data
+
+    def put(self, key: tuple, data: bytes) -> None:
+        if len(data) > self.max_bytes:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old)
+            self._items[key] = data
+            self._bytes += len(data)
+            while self._bytes > self.max_bytes:
+                _, evicted = self._items.popitem(last=False)
+                self._bytes -= len(evicted)
+
+    def __len__(self) -> int:
+        return len(self._items)
