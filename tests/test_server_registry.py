@@ -35,6 +35,7 @@ METRICS = [  # name, higher is better, range, aggregation
     ("MaxSensitivity", False, (0.0, None), "mean"),
 ]
 SIZE = 24
+OUTSIDE_NAME = "RUN-OUTSIDE-THE-BASE-DIR"
 
 
 @dataclass
@@ -67,11 +68,12 @@ def draw(kind: int, rng: np.random.Generator, size: int = SIZE) -> tuple[np.ndar
 
 
 def write_summary(directory: Path, n: int, explainers: list[str], uncertainty: bool, seed: int,
-                  close: bool = True, total: int | None = None) -> tuple[Written, SummaryWriter]:
+                  close: bool = True, total: int | None = None, name: str | None = None
+                  ) -> tuple[Written, SummaryWriter]:
     """A summary with ``n`` samples written in batches of 8; predictions of every type, maps, scores, boxes."""
     rng = np.random.default_rng(seed)
     written = Written(directory, explainers)
-    writer = SummaryWriter.create(directory, name=directory.name)
+    writer = SummaryWriter.create(directory, name=name or directory.name)
     writer.set_labels(CLASSES)
     for explainer in explainers:
         writer.register_explainer(explainer, {"class": explainer, "steps": 8})
@@ -155,7 +157,7 @@ def write_base_dir(root: Path, outside: Path, n: int = 40) -> BaseDir:
                                       total=10)
     (root / "broken").mkdir()
     (root / "broken" / "xaiboard.db").write_bytes(b"SQLite format 3\x00" + os.urandom(300))
-    write_summary(outside / "secret-run", 4, ["Gradient"], uncertainty=False, seed=4)
+    write_summary(outside / "secret-run", 4, ["Gradient"], uncertainty=False, seed=4, name=OUTSIDE_NAME)
     (root / "escape").symlink_to(outside / "secret-run", target_is_directory=True)
     ids = {name: summary_id(name) for name in ("shapes/run-a", "shapes/run-b", "live", "broken")}
     return BaseDir(root, outside, run_a, run_b, live, live_writer, ids)
