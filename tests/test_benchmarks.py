@@ -432,7 +432,7 @@ def test_faithfulness_parameters_are_attributes_and_in_the_config() -> None:
     bench = Faithfulness("InsertionAUC", steps=20, baseline="mean", eval_batch_size=64)
     assert (bench.steps, bench.baseline, bench.eval_batch_size) == (20, "mean", 64)
     assert bench.config() == {"class": "Faithfulness", "name": "InsertionAUC", "steps": 20, "baseline": "mean",
-                              "eval_batch_size": 64}
+                              "eval_batch_size": 64, "channels_last": "auto"}
     tensor = Faithfulness("DeletionAUC", baseline=torch.zeros(3, 1, 1)).config()
     assert tensor["baseline"] == {"tensor_shape": [3, 1, 1], "tensor_mean": 0.0}
     with pytest.raises(ValueError, match="baseline"):
@@ -493,3 +493,35 @@ def test_pearson_spearman_and_ranks_match_numpy_and_scipy() -> None:
         assert np.allclose(average_ranks(a)[row].numpy(), stats.rankdata(a[row].numpy()))
     constant = torch.stack([torch.full((40,), 0.1), torch.zeros(40)])
     assert torch.isnan(pearson(constant, b[:2])).all() and torch.isnan(spearman(constant, b[:2])).all()
+
+
+class ReadsMemoryInOrder(torch.nn.Module):
+    """A network that assumes contiguous memory (as some custom kernels do): channels-last input scrambles it."""
+
+    def __init__(self, body: torch.nn.Module, view: bool) -> None:
+        super().__init__()
+        self.body = body
+        self.view = view
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.view:
+            return self.body[-1](self.body[:-2](x).view(x.shape[0], -1))  # .view fails on channels-last activations
+        n, c, h, w = x.shape
+        return self.body(torch.as_strided(x, x.shape, (c * h * w, h * w, w, 1)))
+
+
+@pytest.mark.parametrize("view", [True, False])
+def test_channels_last_is_used_only_when_the_network_gives_the_same_outputs(view: bool) -> None:
+    torch.manual_seed(0)
+    body = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                               torch.nn.Linear(4 * 8 * 8, 3))
+    network = ReadsMemoryInOrder(body, view)
+    inputs = torch.randn(6, 3, 8, 8)
+    targets = torch.tensor([0, 1, 2, 0, 1, 2])
+    saliency = torch.randn(6, 8, 8)
+    contiguous = Faithfulness("DeletionAUC", channels_last=False).evaluate(network, inputs, targets, saliency)
+    auto = Faithfulness("DeletionAUC", eval_batch_size=16).evaluate(network, inputs, targets, saliency)
+    assert torch.allclose(auto, contiguous, atol=1e-6)
+    if not view:  # forcing it shows why the check matters
+        forced = Faithfulness("DeletionAUC", channels_last=True).evaluate(network, inputs, targets, saliency)
+        assert not torch.allclose(forced, contiguous, atol=1e-3)
