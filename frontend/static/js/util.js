@@ -165,11 +165,12 @@ export async function drawFigure(node, url) {
   try {
     const figure = await getJSON(url);
     node.classList.remove("chart-loading");
-    node.replaceChildren();
+    for (const alert of node.querySelectorAll(":scope > .alert")) alert.remove();
     await window.Plotly.react(node, figure.data, figure.layout, { displaylogo: false, responsive: true,
       modeBarButtonsToRemove: ["select2d", "lasso2d"] });
   } catch (error) {
     node.classList.remove("chart-loading");
+    if (window.Plotly && node._fullLayout) window.Plotly.purge(node);
     showError(node, error);
   }
 }
