@@ -298,17 +298,23 @@ class Summary:
             return []
         names = self.label_names()
         with self._session() as session:
-            query = select(Prediction).where(Prediction.sample_id.in_(ids))
+            query = select(
+                Prediction.sample_id, Prediction.label_index, Prediction.prob, Prediction.ground_truth, Prediction.type,
+                Prediction.sd, Prediction.lower, Prediction.upper,
+            ).where(Prediction.sample_id.in_(ids))
             if explained_only:
                 query = query.where(Prediction.type.is_not(None))
-            predictions = session.scalars(query.order_by(Prediction.sample_id, Prediction.prob.desc())).all()
+            predictions = session.execute(query.order_by(Prediction.sample_id, Prediction.prob.desc())).all()
             maps = session.execute(
                 select(Saliency.sample_id, Saliency.label_index, Explainer.name)
                 .join(Explainer, Explainer.id == Saliency.explainer_id)
                 .where(Saliency.sample_id.in_(ids))
                 .order_by(Explainer.id)
             ).all()
-            boxes = session.scalars(select(Box).where(Box.sample_id.in_(ids)).order_by(Box.id)).all()
+            boxes = session.execute(
+                select(Box.sample_id, Box.label_index, Box.x, Box.y, Box.width, Box.height)
+                .where(Box.sample_id.in_(ids)).order_by(Box.id)
+            ).all()
             truth = session.execute(select(GroundTruth.sample_id, GroundTruth.label_index).where(
                 GroundTruth.sample_id.in_(ids))).all()
         explainers_of: dict[tuple[int, int], list[str]] = defaultdict(list)
@@ -492,6 +498,65 @@ class Summary:
             "explainers": [e.name for e in self.explainers()],
             "metrics": [m.name for m in self.metrics()],
             "labels": [label.name for label in self.labels()],
+        }
+
+    # -- columns for in-memory indexes ---------------------------------------------------------------------------
+
+    def samples_by_id(self, ids: Sequence[int], explained_only: bool = True) -> list[SampleView]:
+        """The samples with these ids, in the given order (unknown ids left out), as :meth:`samples` builds them."""
+        with self._session() as session:
+            rows = session.execute(
+                select(Sample.id, Sample.name, Sample.width, Sample.height).where(Sample.id.in_(list(ids)))
+            ).all()
+        by_id = {row[0]: row for row in rows}
+        return self._sample_views([by_id[i] for i in ids if i in by_id], explained_only=explained_only)
+
+    def sample_columns(self) -> dict[str, np.ndarray]:
+        """Every sample's ``id``, ``name``, ``max_prob`` and ``max_sd`` (NaN where NULL) as arrays, by id: what
+        :meth:`samples` filters and sorts on without a filter."""
+        with self._session() as session:
+            rows = session.execute(
+                select(Sample.id, Sample.name, Sample.max_prob, Sample.max_sd).order_by(Sample.id)
+            ).all()
+        return {
+            "id": np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+            "name": np.array([r[1] for r in rows], dtype=object),
+            "max_prob": np.array([np.nan if r[2] is None else r[2] for r in rows], dtype=np.float64),
+            "max_sd": np.array([np.nan if r[3] is None else r[3] for r in rows], dtype=np.float64),
+        }
+
+    def explained_columns(self) -> dict[str, np.ndarray]:
+        """Every explained prediction's ``sample_id``, ``label_index``, ``type`` (index into PREDICTION_TYPES),
+        ``prob`` and ``sd`` (NaN where NULL) as arrays ordered by sample then label."""
+        with self._session() as session:
+            rows = session.execute(
+                select(Prediction.sample_id, Prediction.label_index, Prediction.type, Prediction.prob, Prediction.sd)
+                .where(Prediction.type.is_not(None))
+                .order_by(Prediction.sample_id, Prediction.label_index)
+            ).all()
+        code = {kind: i for i, kind in enumerate(PREDICTION_TYPES)}
+        return {
+            "sample_id": np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+            "label_index": np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)),
+            "type": np.fromiter((code[r[2]] for r in rows), dtype=np.int8, count=len(rows)),
+            "prob": np.fromiter((r[3] for r in rows), dtype=np.float64, count=len(rows)),
+            "sd": np.array([np.nan if r[4] is None else r[4] for r in rows], dtype=np.float64),
+        }
+
+    def score_columns(self, explainer: str, metric: str) -> dict[str, np.ndarray]:
+        """The scores of one explainer and metric: ``sample_id``, ``label_index`` and ``value`` (NaN where NULL),
+        ordered by sample then label."""
+        query = (
+            select(Score.sample_id, Score.label_index, Score.value)
+            .where(Score.explainer_id == self._explainer_id(explainer), Score.metric_id == self._metric_id(metric))
+            .order_by(Score.sample_id, Score.label_index)
+        )
+        with self._session() as session:
+            rows = session.execute(query).all()
+        return {
+            "sample_id": np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+            "label_index": np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)),
+            "value": np.array([np.nan if r[2] is None else r[2] for r in rows], dtype=np.float64),
         }
 
 
