@@ -525,3 +525,58 @@ def test_channels_last_is_used_only_when_the_network_gives_the_same_outputs(view
     if not view:  # forcing it shows why the check matters
         forced = Faithfulness("DeletionAUC", channels_last=True).evaluate(network, inputs, targets, saliency)
         assert not torch.allclose(forced, contiguous, atol=1e-3)
+
+
+class CountingNetwork(torch.nn.Module):
+    """Counts the images it is run on."""
+
+    def __init__(self, body: torch.nn.Module) -> None:
+        super().__init__()
+        self.body = body
+        self.images = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.images += x.shape[0]
+        return self.body(x)
+
+
+def reference_curve(network, image, target, relevance, start, end, steps):
+    """One perturbed image and one forward pass per step, straight from the definition."""
+    pixels = relevance.numel()
+    order = np.argsort(-relevance.flatten().numpy(), kind="stable")
+    curve = []
+    for k in range(steps + 1):
+        chosen = torch.zeros(pixels, dtype=torch.bool)
+        chosen[order[: math.floor(k * pixels / steps + 0.5)]] = True
+        perturbed = torch.where(chosen.view(1, *relevance.shape), end, start)
+        with torch.no_grad():
+            curve.append(float(torch.softmax(network(perturbed[None]), 1)[0, target]))
+    return torch.tensor(curve)
+
+
+def test_steps_that_change_no_pixel_are_not_run_again_and_the_curve_is_unchanged() -> None:
+    torch.manual_seed(0)
+    network = CountingNetwork(small_cnn())
+    inputs = torch.randn(3, 3, 10, 10)
+    inputs[:, :, :, 5:] = 0.0  # half of every image already equals the zero baseline
+    targets = torch.tensor([0, 1, 2])
+    saliency = torch.rand(3, 10, 10)
+    saliency[:, :, 5:] += 1.0  # the zero half ranks first: deleting it changes nothing
+    steps = 20
+    for metric in ("DeletionAUC", "InsertionAUC"):
+        bench = Faithfulness(metric, steps=steps, baseline="zero", channels_last=False)
+        network.images = 0
+        curves = bench.curves(network, inputs, targets, saliency)
+        # steps 0..10 take only zero pixels: one image (the start); 3 distinct images and 1 zero image at the ends;
+        # steps 11..19 of each pair
+        assert network.images == 4 + 3 * 9
+        for i in range(3):
+            start, end = (torch.zeros_like(inputs[i]), inputs[i]) if metric == "InsertionAUC" else (
+                inputs[i], torch.zeros_like(inputs[i]))
+            expected = reference_curve(network, inputs[i], targets[i], saliency[i], start, end, steps)
+            assert torch.allclose(curves[i], expected, atol=1e-6), metric
+    naive = Faithfulness("NaiveFaithfulness", steps=10, channels_last=False)
+    network.images = 0
+    scores = naive.evaluate(network, inputs, targets, saliency)
+    assert network.images == 3 + 3 * 5  # each image once, then the 5 bands holding non-zero pixels of each
+    assert torch.isfinite(scores).all()

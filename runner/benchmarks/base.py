@@ -274,6 +274,15 @@ def step_counts(pixels: int, steps: int, device: Optional[torch.device] = None) 
     return torch.div(2 * k * pixels + steps, 2 * steps, rounding_mode="floor")
 
 
+def changed_prefix(start: Tensor, end: Tensor, rank: Tensor) -> Tensor:
+    """How many of the first c pixels in relevance order differ between ``start`` and ``end`` (in any channel):
+    N x (H * W + 1), column c for the c most relevant pixels. Two perturbed images that took the same number of
+    differing pixels in rank order are equal."""
+    differs = (start != end).any(dim=1).flatten(1).long()
+    by_rank = torch.zeros_like(differs).scatter_(1, rank, differs)
+    return torch.cat([torch.zeros_like(by_rank[:, :1]), by_rank.cumsum(dim=1)], dim=1)
+
+
 def perturbed_probabilities(
     evaluator: BatchEvaluator,
     start: Tensor,

@@ -13,6 +13,7 @@ from .base import (
     BaselineSpec,
     BatchEvaluator,
     Benchmark,
+    changed_prefix,
     baseline_config,
     check_baseline,
     eval_mode,
@@ -62,8 +63,10 @@ class Faithfulness(Benchmark):
     scale) and its AUC is not a trapezoid over [0, 1]; its NaiveFaithfulness skips a rank when banding and scores a
     uniform map 0 instead of undefined — here the bands cover every ranked pixel exactly once and a uniform map gives
     NaN. Quantus-style loops run one forward pass per step and image; here all steps of all pairs are built from
-    the rank on the model's device and evaluated in forward batches of ``eval_batch_size`` without autograd, and the
-    unperturbed endpoints (the image, the baseline) are evaluated once per distinct image.
+    the rank on the model's device and evaluated in forward batches of ``eval_batch_size`` without autograd. Images
+    known to be equal are run once: the endpoints (the image, the baseline) once per distinct image, and a step that
+    only takes pixels already equal to the baseline (e.g. a black background deleted to zeros) reuses the step
+    before — the scores are those of the full definition.
 
     Args:
         metric: "InsertionAUC", "DeletionAUC" or "NaiveFaithfulness".
@@ -163,18 +166,28 @@ class Faithfulness(Benchmark):
         self, network: torch.nn.Module, inputs: Tensor, targets: Tensor, saliency: Tensor, activation: ActivationFn
     ) -> Tensor:
         n, _, height, width = inputs.shape
+        pixels = height * width
         device = inputs.device
         baseline = self._baseline(inputs)
         start, end = (baseline, inputs) if self.name == "InsertionAUC" else (inputs, baseline)
         points = self.steps + 1
-        pair = torch.arange(n, device=device).repeat_interleave(points)
-        counts = step_counts(height * width, self.steps, device).repeat(n)
-        low = torch.zeros_like(counts)
+        rank = relevance_rank(saliency)
+        counts = step_counts(pixels, self.steps, device)
+        # the image after step k is fixed by how many pixels that differ between start and end it has taken:
+        # steps that take only pixels equal in both show the same image as the step before and are not re-run
+        changed = changed_prefix(start, end, rank)
+        key = changed[:, counts]
+        first = torch.ones_like(key, dtype=torch.bool)
+        first[:, 1:] = key[:, 1:] != key[:, :-1]
+        first = first.flatten()
+        pair = torch.arange(n, device=device).repeat_interleave(points)[first]
+        high = counts.repeat(n)[first]
+        high = torch.where(key.flatten()[first] == changed[pair, -1], torch.full_like(high, pixels), high)
         probabilities = perturbed_probabilities(
-            self._evaluator(network, activation, inputs), start, end, relevance_rank(saliency), targets, pair, low,
-            counts, self._batch_size(inputs),
+            self._evaluator(network, activation, inputs), start, end, rank, targets, pair, torch.zeros_like(high),
+            high, self._batch_size(inputs),
         )
-        return probabilities.view(n, points)
+        return probabilities[first.long().cumsum(0) - 1].view(n, points)
 
     def _evaluate(
         self,
@@ -211,9 +224,13 @@ class Faithfulness(Benchmark):
         high = torch.cat([bounds[:1], bounds[1:]]).repeat(n)
         pair = torch.arange(n, device=device).repeat_interleave(bands + 1)
         rank = relevance_rank(saliency)
+        baseline = self._baseline(inputs)
+        # a band whose pixels all equal the baseline leaves the image as it is: evaluated with the image itself
+        changed = changed_prefix(inputs, baseline, rank)
+        high = torch.where(changed[pair, high] == changed[pair, low], low, high)
         probabilities = perturbed_probabilities(
-            self._evaluator(network, activation, inputs), inputs, self._baseline(inputs), rank, targets, pair, low,
-            high, self._batch_size(inputs),
+            self._evaluator(network, activation, inputs), inputs, baseline, rank, targets, pair, low, high,
+            self._batch_size(inputs),
         ).view(n, bands + 1)
         drop = probabilities[:, :1] - probabilities[:, 1:]
         ordered = torch.sort(saliency.flatten(1).double(), dim=1, descending=True, stable=True).values
