@@ -63,7 +63,7 @@ class RISE(Explainer):
         rows = (shifts_y[:, None] + torch.arange(height)[None, :])  # count x H
         cols = (shifts_x[:, None] + torch.arange(width)[None, :])  # count x W
         index = torch.arange(count)[:, None, None]
-        masks = up[:, 0][index, rows[:, :, None], cols[:, None, :]]
+        masks = up[:, 0][index, rows[:, :, None], cols[:, None, :]].clamp_(0, 1)
         return masks.to(device)
 
     def _probabilities(self, logits: Tensor) -> Tensor:

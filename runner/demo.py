@@ -1,0 +1,186 @@
+"""``xaiboard demo``: train a small CNN in seconds, explain and score its test images, serve the dashboard.
+
+``digits``: scikit-learn's bundled handwritten digits upsampled to 32x32, softmax, every explainer and benchmark.
+``shapes``: synthetic multi-label images of coloured shapes with exact boxes and masks, sigmoid head. The demo is
+deterministic for a seed; its parameters (RISE masks, IG steps, SmoothGrad samples, Occlusion window, benchmark
+steps) are chosen so the whole run takes a minute or two on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# The demo is an application, so it may configure the process: OpenMP threads that busy-wait between the many small
+# kernels of a small CNN slow it down many times over on a machine that runs other work too.
+if "torch" not in sys.modules:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Callable, Optional  # noqa: E402
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from .datasets import DemoData, digits, shapes  # noqa: E402
+from .explainers import (  # noqa: E402
+    RISE,
+    Deconvolution,
+    DeepLift,
+    GradCAM,
+    Gradient,
+    GuidedBackprop,
+    GuidedGradCAM,
+    InputXGradient,
+    IntegratedGradients,
+    Occlusion,
+    SmoothGrad,
+)
+from .models import SmallCNN, train_classifier  # noqa: E402
+from .runner import ImageClassificationRunner  # noqa: E402
+
+DATASETS = ("digits", "shapes")
+IMAGE_SIZE = {"digits": 32, "shapes": 32}
+EPOCHS = {"digits": 6, "shapes": 8}
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def prepare(dataset: str, seed: int) -> tuple[DemoData, nn.Module, str]:
+    """The demo's data and its trained network (on the CPU, channels-last: oneDNN runs it several times faster)."""
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown demo dataset {dataset!r}: use {' or '.join(DATASETS)}")
+    torch.manual_seed(seed)
+    if dataset == "digits":
+        data = digits(size=IMAGE_SIZE[dataset], seed=seed)
+        network = SmallCNN(len(data.classes), channels=1, width=16)
+        loss: Callable[..., torch.Tensor] = nn.functional.cross_entropy
+        activation = "softmax"
+    else:
+        data = shapes(n_train=2000, n_test=400, size=IMAGE_SIZE[dataset], seed=seed)
+        network = SmallCNN(len(data.classes), channels=3, width=16)
+        loss = nn.functional.binary_cross_entropy_with_logits
+        activation = "sigmoid"
+    network = network.to(memory_format=torch.channels_last)
+    started = time.perf_counter()
+    train_classifier(network, data.train_inputs, data.train_targets, epochs=EPOCHS[dataset], loss=loss, seed=seed,
+                     lr=5e-3, batch_size=32)
+    _say(f"trained {type(network).__name__} on {len(data.train_inputs)} {dataset} images in "
+         f"{time.perf_counter() - started:.1f} s: {describe_accuracy(network, data, activation)}")
+    return data, network, activation
+
+
+@torch.no_grad()
+def describe_accuracy(network: nn.Module, data: DemoData, activation: str) -> str:
+    """Test accuracy (single-label) or exact-match accuracy and F1 (multi-label)."""
+    inputs, labels = data.test_tensors()
+    logits = network(inputs)
+    if activation == "softmax":
+        accuracy = (logits.argmax(1) == torch.tensor([l[0] for l in labels])).float().mean()
+        return f"test accuracy {100 * float(accuracy):.1f}%"
+    predicted = logits.sigmoid() >= 0.5
+    truth = torch.zeros_like(predicted)
+    for row, row_labels in enumerate(labels):
+        truth[row, row_labels] = True
+    exact = (predicted == truth).all(1).float().mean()
+    f1 = 2 * (predicted & truth).sum() / (predicted.sum() + truth.sum())
+    return f"test exact-match accuracy {100 * float(exact):.1f}%, F1 {float(f1):.3f}"
+
+
+def demo_explainers(network: nn.Module, activation: str, seed: int) -> list[Any]:
+    """Every explainer, with parameters sized for 32x32 images and a small CNN."""
+    layer = SmallCNN.gradcam_layer
+    return [
+        Gradient(network),
+        GuidedBackprop(network),
+        Deconvolution(network),
+        GradCAM(network, layer),
+        GuidedGradCAM(network, layer),
+        IntegratedGradients(network, n_steps=16),
+        DeepLift(network),
+        InputXGradient(network),
+        SmoothGrad(network, n_samples=8, stdev=0.3 if activation == "softmax" else 0.1, seed=seed),
+        Occlusion(network, window=8, stride=6),
+        RISE(network, n_masks=128, grid=4, activation=activation, seed=seed),
+    ]
+
+
+def demo_benchmarks(image_size: int, seed: int) -> list[Any]:
+    """Every benchmark ``xaiboard.runner.benchmarks`` exports, with parameters sized for the demo."""
+    from . import benchmarks
+
+    exported = set(getattr(benchmarks, "__all__", ()))
+    wanted: list[tuple[str, Callable[[], Any]]] = [
+        ("Faithfulness", lambda: benchmarks.Faithfulness("InsertionAUC", steps=16)),
+        ("Faithfulness", lambda: benchmarks.Faithfulness("DeletionAUC", steps=16)),
+        ("Faithfulness", lambda: benchmarks.Faithfulness("NaiveFaithfulness", steps=16)),
+        # 15 px is the pointing game's tolerance at 224x224; scaled to the demo's image size
+        ("Localization", lambda: benchmarks.Localization("PointingGame",
+                                                         tolerance=max(1.0, round(15 * image_size / 224)))),
+        ("Localization", lambda: benchmarks.Localization("IoSR")),
+        ("Robustness", lambda: benchmarks.Robustness(n_samples=2, seed=seed)),
+        ("ClassSensitivity", lambda: benchmarks.ClassSensitivity()),
+        ("Sparseness", lambda: benchmarks.Sparseness()),
+        ("Randomization", lambda: benchmarks.Randomization()),
+    ]
+    return [make() for name, make in wanted if name in exported]
+
+
+def run_demo(
+    dataset: str = "digits",
+    samples: int = 300,
+    out: str | Path = "xaiboard-runs",
+    serve: bool = True,
+    seed: int = 0,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    progress: bool = True,
+) -> Path:
+    """Train, explain ``samples`` test images into ``out/<dataset>`` (started over each time) and, with ``serve``,
+    serve the dashboard over ``out``. Returns the summary directory."""
+    data, network, activation = prepare(dataset, seed)
+    items = data.test_items[:samples]
+    if samples > len(items):
+        _say(f"the {dataset} test set has {len(items)} images; explaining all of them")
+    summary_dir = Path(out) / dataset
+    runner = ImageClassificationRunner(
+        summary_dir, network, items, data.classes, activation_fn=activation, threshold=0.5, mean=data.mean,
+        std=data.std, batch_size=64, device="cpu", name=f"{dataset} demo (seed {seed})",
+    )
+    runner.register_saliency(demo_explainers(network, activation, seed), demo_benchmarks(IMAGE_SIZE[dataset], seed))
+    runner.register_uncertainty(n_samples=10)
+    started = time.perf_counter()
+    with runner.run(overwrite=True, progress=progress) as summary:
+        counts = summary.counts()
+    _say(f"explained {counts['num_samples']} images in {time.perf_counter() - started:.1f} s: "
+         f"{counts['num_saliency_maps']} maps, {counts['num_scores']} scores, {counts['num_failures']} failures")
+    _say(f"summary: {summary_dir.resolve()}")
+    serving = _serving() if serve else None
+    if serving is None:
+        _print_info(summary_dir)
+        if serve:
+            _say("the dashboard server is not available in this installation; browse the summary with "
+                 f"`xaiboard serve {out}` once it is")
+        return summary_dir
+    serving(str(out), host=host, port=port, reload_interval=5.0)
+    return summary_dir
+
+
+def _serving() -> Optional[Callable[..., None]]:
+    try:
+        from xaiboard.server.serving import serve
+    except ImportError:
+        return None
+    return serve
+
+
+def _print_info(summary_dir: Path) -> None:
+    """What ``xaiboard info`` says about the summary."""
+    try:
+        from xaiboard.server.cli import info_command
+    except ImportError:
+        return
+    info_command.main([str(summary_dir)], prog_name="xaiboard info", standalone_mode=False)
