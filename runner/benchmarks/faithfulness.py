@@ -153,14 +153,21 @@ class Faithfulness(Benchmark):
         activation_fn: Any = None,
     ) -> Tensor:
         """The insertion or deletion curves themselves: N x (steps + 1) target probabilities on the CPU, from 0% to
-        100% of the pixels inserted or deleted (what the AUC integrates; useful to plot)."""
+        100% of the pixels inserted or deleted (what the AUC integrates; useful to plot). NaN rows for maps with a
+        non-finite value."""
         if self.name == "NaiveFaithfulness":
             raise ValueError("NaiveFaithfulness has no insertion/deletion curve")
         device = model_device(network, inputs)
         inputs, targets, saliency = validate_pairs(self.name, inputs, targets, saliency, device)
         activation = resolve_activation(activation_fn)
-        with eval_mode(network):
-            return self._curves(network, inputs, targets, saliency, activation).cpu()
+        curves = torch.full((inputs.shape[0], self.steps + 1), math.nan)
+        valid = finite_rows(saliency)
+        if bool(valid.any()):
+            with eval_mode(network):
+                curves[valid.cpu()] = self._curves(
+                    network, inputs[valid], targets[valid], saliency[valid], activation
+                ).cpu()
+        return curves
 
     def _curves(
         self, network: torch.nn.Module, inputs: Tensor, targets: Tensor, saliency: Tensor, activation: ActivationFn
