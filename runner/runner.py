@@ -258,8 +258,12 @@ class ImageClassificationRunner:
         start over. SIGINT/SIGTERM stop after the current batch with the status ``interrupted`` and are then handed
         on (a default SIGINT raises KeyboardInterrupt).
         """
+        self._probe()
         spec = self.source.validate(len(self.classes))
-        self._probe(spec)
+        for what, values in (("mean", self.mean), ("std", self.std)):
+            if values is not None and len(values) not in (1, spec.channels):
+                raise InvalidInputError(f"{what} has {len(values)} values but the images have {spec.channels} "
+                                        "channels")
         config = self._config(spec)
         writer = self._open_writer(config, resume, overwrite, progress)
         if writer is None:
@@ -287,13 +291,11 @@ class ImageClassificationRunner:
             stop.redeliver()
         return Summary.open(self.summary_dir)
 
-    def _probe(self, spec: DataSpec) -> None:
+    def _probe(self) -> None:
         """One forward pass on the first item: the outputs must match the classes; explainers check the inputs."""
-        if self.mean is not None and len(self.mean) not in (1, spec.channels):
-            raise InvalidInputError(f"mean has {len(self.mean)} values but the images have {spec.channels} channels")
-        if self.std is not None and len(self.std) not in (1, spec.channels):
-            raise InvalidInputError(f"std has {len(self.std)} values but the images have {spec.channels} channels")
-        first = next(self.source.items())
+        first = next(self.source.items(), None)
+        if first is None:
+            raise InvalidInputError("the data holds no items")
         self.network.to(self.device)
         inputs = first.image.unsqueeze(0).to(self.device)
         try:
