@@ -17,7 +17,7 @@ class Sparseness(Benchmark):
     With a_1 ≤ … ≤ a_n the sorted |r| of the n = H * W pixels:
     G = Σ_i (2i − n − 1) a_i / (n Σ_i a_i). A uniform map scores 0, a one-hot map 1 − 1/n (the maximum for n
     pixels). Higher = more concentrated (higher is better); range [0, 1]. NaN for an all-zero map (no relevance to
-    distribute) or a map holding a non-finite value. Needs neither the network nor an explainer.
+    distribute) or a map holding a non-finite value. Needs neither the network nor an explainer; no parameters.
 
     Known bug avoided: Quantus adds 1e-7 to every value before the Gini, so an all-zero map scores 0 ("perfectly
     uniform") instead of undefined and small maps are biased towards 0; here the values are used as they are, so a
