@@ -107,7 +107,7 @@ def test_robustness_of_a_map_that_ignores_the_image_is_zero_and_of_the_image_its
     # S(x) = sum of the channels: the change is the channel sum of the noise, the score its largest relative norm
     identity = TestExplainer(network, "input")
     scores = bench.evaluate(network, inputs, targets, inputs.sum(1), explainer=identity)
-    noise = bench.noise(inputs.shape)
+    noise = bench.noise(inputs)
     assert noise.shape == (3, 6, 2, 8, 8) and float(noise.abs().max()) <= 0.05
     expected = noise.sum(2).flatten(2).norm(dim=2).amax(dim=1) / inputs.sum(1).flatten(1).norm(dim=1)
     assert torch.allclose(scores, expected, rtol=1e-5)
@@ -134,6 +134,11 @@ def test_robustness_explains_all_copies_in_one_call_and_is_seeded() -> None:
     assert torch.equal(first, second)
     assert torch.allclose(first, chunked, atol=1e-6)
     assert torch.all(first > 0) and torch.isfinite(first).all()
+    one_by_one = torch.cat([
+        bench.evaluate(network, inputs[i : i + 1], targets[i : i + 1], saliency[i : i + 1], explainer=explainer)
+        for i in range(4)
+    ])
+    assert torch.allclose(first, one_by_one, atol=1e-5)  # the noise of an image does not depend on the batch
     other_seed = Robustness(n_samples=5, radius=0.1, seed=1).evaluate(
         network, inputs, targets, saliency, explainer=explainer
     )

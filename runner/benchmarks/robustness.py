@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any, Optional
 
@@ -22,9 +23,9 @@ class Robustness(Benchmark):
 
     Every copy is kept, also one whose predicted class flips: max sensitivity is defined over the whole ball of
     radius ``radius``, so keep the radius small (the default, 0.02, is Captum's ``sensitivity_max`` radius). The noise
-    comes from a ``torch.Generator`` seeded with ``seed`` at every call, drawn on the CPU (the same noise on any
-    device), so the same call gives the same scores. All copies of all pairs are explained in one explainer call
-    (``explain_batch_size`` splits it when given).
+    of each image comes from a ``torch.Generator`` seeded with ``seed`` and a digest of the image, drawn on the CPU:
+    the same image gets the same noise on any device, in any batch, at every call. All copies of all pairs are
+    explained in one explainer call (``explain_batch_size`` splits it when given).
 
     Known bugs avoided: MindSpore XAI's robustness means to accept a noisy copy only when the output barely moves,
     but its check runs the network on the clean image instead of the copy, so it never tests the noisy input (every
@@ -51,7 +52,9 @@ class Robustness(Benchmark):
         if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not radius > 0:
             raise ValueError(f"Robustness: radius must be a positive number, got {radius!r}")
         if explain_batch_size is not None and (not isinstance(explain_batch_size, int) or explain_batch_size < 1):
-            raise ValueError(f"Robustness: explain_batch_size must be a positive integer or None, got {explain_batch_size!r}")
+            raise ValueError(
+                f"Robustness: explain_batch_size must be a positive integer or None, got {explain_batch_size!r}"
+            )
         self.n_samples = n_samples
         self.radius = float(radius)
         self.seed = int(seed)
@@ -65,11 +68,19 @@ class Robustness(Benchmark):
             "explain_batch_size": self.explain_batch_size,
         }
 
-    def noise(self, shape: torch.Size) -> Tensor:
-        """The noise of one call: ``n_samples`` draws per pair, N x n_samples x C x H x W, on the CPU."""
-        generator = torch.Generator(device="cpu").manual_seed(self.seed)
-        uniform = torch.rand((shape[0], self.n_samples, *shape[1:]), generator=generator, dtype=torch.float32)
-        return (uniform * 2 - 1) * self.radius
+    def noise(self, inputs: Tensor) -> Tensor:
+        """The noise added to each image: N x n_samples x C x H x W on the CPU, U(-radius, radius).
+
+        Each image's noise comes from its own generator, seeded with ``seed`` and a digest of the image's values,
+        so a pair's score does not depend on the other pairs of the call (batch composition, resumed runs)."""
+        draws = []
+        for image in inputs.detach().to("cpu", torch.float32):
+            digest = hashlib.blake2b(image.contiguous().numpy().tobytes(), digest_size=8).digest()
+            generator = torch.Generator(device="cpu").manual_seed(
+                (self.seed * 1_000_003 + int.from_bytes(digest, "little")) % 2**63
+            )
+            draws.append(torch.rand((self.n_samples, *image.shape), generator=generator))
+        return (torch.stack(draws) * 2 - 1) * self.radius
 
     def _evaluate(
         self,
@@ -82,7 +93,7 @@ class Robustness(Benchmark):
         activation: ActivationFn,
     ) -> Tensor:
         n = inputs.shape[0]
-        noisy = inputs.unsqueeze(1) + self.noise(inputs.shape).to(device=inputs.device, dtype=inputs.dtype)
+        noisy = inputs.unsqueeze(1) + self.noise(inputs).to(device=inputs.device, dtype=inputs.dtype)
         noisy = noisy.flatten(0, 1)
         noisy_targets = targets.repeat_interleave(self.n_samples)
         noisy_maps = explain_maps(explainer, noisy, noisy_targets, self.explain_batch_size, self.name)
