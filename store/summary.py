@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from contextlib import nullcontext
+from functools import lru_cache
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-from sqlalchemy import Engine, and_, case, func, select
+from sqlalchemy import Engine, and_, bindparam, case, func, select
 from sqlalchemy.orm import Session
 
 from . import codec
@@ -292,31 +294,21 @@ class Summary:
         views = self._sample_views(rows, explained_only=False)
         return views[0] if views else None
 
-    def _sample_views(self, rows: Sequence[Any], explained_only: bool) -> list[SampleView]:
+    def _sample_views(self, rows: Sequence[Any], explained_only: bool, connection: Any = None) -> list[SampleView]:
         ids = [row[0] for row in rows]
         if not ids:
             return []
         names = self.label_names()
-        with self._session() as session:
-            query = select(
-                Prediction.sample_id, Prediction.label_index, Prediction.prob, Prediction.ground_truth, Prediction.type,
-                Prediction.sd, Prediction.lower, Prediction.upper,
-            ).where(Prediction.sample_id.in_(ids))
-            if explained_only:
-                query = query.where(Prediction.type.is_not(None))
-            predictions = session.execute(query.order_by(Prediction.sample_id, Prediction.prob.desc())).all()
-            maps = session.execute(
-                select(Saliency.sample_id, Saliency.label_index, Explainer.name)
-                .join(Explainer, Explainer.id == Saliency.explainer_id)
-                .where(Saliency.sample_id.in_(ids))
-                .order_by(Explainer.id)
-            ).all()
-            boxes = session.execute(
-                select(Box.sample_id, Box.label_index, Box.x, Box.y, Box.width, Box.height)
-                .where(Box.sample_id.in_(ids)).order_by(Box.id)
-            ).all()
-            truth = session.execute(select(GroundTruth.sample_id, GroundTruth.label_index).where(
-                GroundTruth.sample_id.in_(ids))).all()
+        queries = _view_queries()
+        parameters = {"ids": ids}
+        # Plain Core execution on one connection of statements built once: without the ORM session's and the
+        # statement construction's per-query cost, which dominated pages of samples.
+        with self.engine.connect() if connection is None else nullcontext(connection) as session:
+            predictions = session.execute(
+                queries["explained" if explained_only else "predictions"], parameters).all()
+            maps = session.execute(queries["maps"], parameters).all()
+            boxes = session.execute(queries["boxes"], parameters).all()
+            truth = session.execute(queries["truth"], parameters).all()
         explainers_of: dict[tuple[int, int], list[str]] = defaultdict(list)
         for sample_id, label_index, explainer in maps:
             explainers_of[(sample_id, label_index)].append(explainer)
@@ -504,60 +496,112 @@ class Summary:
 
     def samples_by_id(self, ids: Sequence[int], explained_only: bool = True) -> list[SampleView]:
         """The samples with these ids, in the given order (unknown ids left out), as :meth:`samples` builds them."""
-        with self._session() as session:
-            rows = session.execute(
-                select(Sample.id, Sample.name, Sample.width, Sample.height).where(Sample.id.in_(list(ids)))
-            ).all()
-        by_id = {row[0]: row for row in rows}
-        return self._sample_views([by_id[i] for i in ids if i in by_id], explained_only=explained_only)
+        with self.engine.connect() as connection:
+            rows = connection.execute(_samples_by_id_query(), {"ids": list(ids)}).all()
+            by_id = {row[0]: row for row in rows}
+            return self._sample_views([by_id[i] for i in ids if i in by_id], explained_only, connection)
+
+    def _columns(self, query: Any, kinds: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Run ``query`` and return its columns as arrays named and typed by ``kinds`` (``float``: NaN for NULL)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        columns = list(zip(*rows)) if rows else [()] * len(kinds)
+        result = {}
+        for (name, kind), values in zip(kinds.items(), columns):
+            if kind is float:
+                result[name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+            elif kind is object:
+                result[name] = np.empty(len(values), dtype=object)
+                result[name][:] = values
+            else:
+                result[name] = np.array(values, dtype=kind)
+        return result
 
     def sample_columns(self) -> dict[str, np.ndarray]:
-        """Every sample's ``id``, ``name``, ``max_prob`` and ``max_sd`` (NaN where NULL) as arrays, by id: what
-        :meth:`samples` filters and sorts on without a filter."""
-        with self._session() as session:
-            rows = session.execute(
-                select(Sample.id, Sample.name, Sample.max_prob, Sample.max_sd).order_by(Sample.id)
-            ).all()
-        return {
-            "id": np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
-            "name": np.array([r[1] for r in rows], dtype=object),
-            "max_prob": np.array([np.nan if r[2] is None else r[2] for r in rows], dtype=np.float64),
-            "max_sd": np.array([np.nan if r[3] is None else r[3] for r in rows], dtype=np.float64),
-        }
+        """Every sample's ``id``, ``name``, ``width``, ``height``, ``max_prob`` and ``max_sd`` (NaN where NULL) as
+        arrays ordered by id: what :meth:`samples` filters and sorts on without a filter."""
+        return self._columns(
+            select(Sample.id, Sample.name, Sample.width, Sample.height, Sample.max_prob, Sample.max_sd)
+            .order_by(Sample.id),
+            {"id": np.int64, "name": object, "width": np.int64, "height": np.int64, "max_prob": float,
+             "max_sd": float})
 
     def explained_columns(self) -> dict[str, np.ndarray]:
         """Every explained prediction's ``sample_id``, ``label_index``, ``type`` (index into PREDICTION_TYPES),
-        ``prob`` and ``sd`` (NaN where NULL) as arrays ordered by sample then label."""
-        with self._session() as session:
-            rows = session.execute(
-                select(Prediction.sample_id, Prediction.label_index, Prediction.type, Prediction.prob, Prediction.sd)
-                .where(Prediction.type.is_not(None))
-                .order_by(Prediction.sample_id, Prediction.label_index)
-            ).all()
+        ``prob``, ``ground_truth``, ``sd``, ``lower`` and ``upper`` (NaN where NULL), ordered by sample then label."""
+        columns = self._columns(
+            select(Prediction.sample_id, Prediction.label_index, Prediction.type, Prediction.prob,
+                   Prediction.ground_truth, Prediction.sd, Prediction.lower, Prediction.upper)
+            .where(Prediction.type.is_not(None))
+            .order_by(Prediction.sample_id, Prediction.label_index),
+            {"sample_id": np.int64, "label_index": np.int64, "type": object, "prob": float, "ground_truth": bool,
+             "sd": float, "lower": float, "upper": float})
         code = {kind: i for i, kind in enumerate(PREDICTION_TYPES)}
-        return {
-            "sample_id": np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
-            "label_index": np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)),
-            "type": np.fromiter((code[r[2]] for r in rows), dtype=np.int8, count=len(rows)),
-            "prob": np.fromiter((r[3] for r in rows), dtype=np.float64, count=len(rows)),
-            "sd": np.array([np.nan if r[4] is None else r[4] for r in rows], dtype=np.float64),
-        }
+        columns["type"] = np.array([code[kind] for kind in columns["type"]], dtype=np.int8)
+        return columns
+
+    def saliency_columns(self) -> dict[str, np.ndarray]:
+        """Which maps exist: ``sample_id``, ``label_index`` and ``explainer`` (name), ordered by sample, label and
+        explainer registration."""
+        return self._columns(
+            select(Saliency.sample_id, Saliency.label_index, Explainer.name)
+            .join(Explainer, Explainer.id == Saliency.explainer_id)
+            .order_by(Saliency.sample_id, Saliency.label_index, Saliency.explainer_id),
+            {"sample_id": np.int64, "label_index": np.int64, "explainer": object})
+
+    def ground_truth_columns(self) -> dict[str, np.ndarray]:
+        """Every ground-truth label: ``sample_id`` and ``label_index``, ordered by sample then label."""
+        return self._columns(
+            select(GroundTruth.sample_id, GroundTruth.label_index)
+            .order_by(GroundTruth.sample_id, GroundTruth.label_index),
+            {"sample_id": np.int64, "label_index": np.int64})
+
+    def box_columns(self) -> dict[str, np.ndarray]:
+        """Every box: ``sample_id``, ``label_index``, ``x``, ``y``, ``width``, ``height``, ordered by sample and then
+        the order they were written in."""
+        return self._columns(
+            select(Box.sample_id, Box.label_index, Box.x, Box.y, Box.width, Box.height)
+            .order_by(Box.sample_id, Box.id),
+            {"sample_id": np.int64, "label_index": np.int64, "x": float, "y": float, "width": float,
+             "height": float})
 
     def score_columns(self, explainer: str, metric: str) -> dict[str, np.ndarray]:
         """The scores of one explainer and metric: ``sample_id``, ``label_index`` and ``value`` (NaN where NULL),
         ordered by sample then label."""
-        query = (
+        return self._columns(
             select(Score.sample_id, Score.label_index, Score.value)
             .where(Score.explainer_id == self._explainer_id(explainer), Score.metric_id == self._metric_id(metric))
-            .order_by(Score.sample_id, Score.label_index)
-        )
-        with self._session() as session:
-            rows = session.execute(query).all()
-        return {
-            "sample_id": np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
-            "label_index": np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)),
-            "value": np.array([np.nan if r[2] is None else r[2] for r in rows], dtype=np.float64),
-        }
+            .order_by(Score.sample_id, Score.label_index),
+            {"sample_id": np.int64, "label_index": np.int64, "value": float})
+
+
+@lru_cache(maxsize=1)
+def _samples_by_id_query() -> Any:
+    return select(Sample.id, Sample.name, Sample.width, Sample.height).where(
+        Sample.id.in_(bindparam("ids", expanding=True)))
+
+
+@lru_cache(maxsize=1)
+def _view_queries() -> dict[str, Any]:
+    """The statements :meth:`Summary._sample_views` runs, built once, with the sample ids as one expanding
+    parameter ``ids``."""
+    ids = bindparam("ids", expanding=True)
+    predictions = select(
+        Prediction.sample_id, Prediction.label_index, Prediction.prob, Prediction.ground_truth, Prediction.type,
+        Prediction.sd, Prediction.lower, Prediction.upper,
+    ).where(Prediction.sample_id.in_(ids))
+    order = (Prediction.sample_id, Prediction.prob.desc())
+    return {
+        "predictions": predictions.order_by(*order),
+        "explained": predictions.where(Prediction.type.is_not(None)).order_by(*order),
+        "maps": select(Saliency.sample_id, Saliency.label_index, Explainer.name)
+        .join(Explainer, Explainer.id == Saliency.explainer_id)
+        .where(Saliency.sample_id.in_(ids))
+        .order_by(Explainer.id),
+        "boxes": select(Box.sample_id, Box.label_index, Box.x, Box.y, Box.width, Box.height)
+        .where(Box.sample_id.in_(ids)).order_by(Box.id),
+        "truth": select(GroundTruth.sample_id, GroundTruth.label_index).where(GroundTruth.sample_id.in_(ids)),
+    }
 
 
 def iso(moment: Any) -> Optional[str]:
