@@ -10,6 +10,7 @@ import hashlib
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any, Optional
 from urllib.parse import quote
 
@@ -22,6 +23,7 @@ from xaiboard.store.views import SampleView
 
 from . import figures, params, render, scoring
 from .registry import Entry, Registry
+from .sample_index import SampleIndex
 from .security import ApiError
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -74,17 +76,23 @@ def row_id(value: int, what: str) -> int:
     return value
 
 
-def image_url(entry: Entry, sample_id: int) -> str:
-    return f"/api/v1/summaries/{entry.id}/images/{sample_id}?v={entry.token}"
+@lru_cache(maxsize=4096)
+def _quoted(name: str) -> str:
+    return quote(name, safe="")
 
 
-def saliency_url(entry: Entry, sample_id: int, label_index: int, explainer: str) -> str:
-    return (f"/api/v1/summaries/{entry.id}/saliency/{sample_id}/{label_index}/{quote(explainer, safe='')}"
-            f"?v={entry.token}")
+def explainer_names(entry: Entry, summary: Summary) -> list[str]:
+    return entry.memo("explainer_names", lambda: [e.name for e in summary.explainers()])
 
 
-def sample_json(entry: Entry, sample: SampleView, explainers: Optional[list[str]]) -> dict[str, Any]:
-    """A sample with its labels and, per label, the URL of each selected explainer's map."""
+def sample_json(entry: Entry, sample: SampleView, explainers: Optional[list[str]], token: str) -> dict[str, Any]:
+    """A sample with its labels and, per label, the URL of each selected explainer's map. URLs carry the
+    summary's ``token``, so browsers may cache the images for good."""
+    prefix = f"/api/v1/summaries/{entry.id}"
+
+    def saliency_url(label_index: int, explainer: str) -> str:
+        return f"{prefix}/saliency/{sample.id}/{label_index}/{_quoted(explainer)}?v={token}"
+
     labels = []
     for label in sample.labels:
         names = label.explainers if explainers is None else [e for e in explainers if e in label.explainers]
@@ -96,15 +104,14 @@ def sample_json(entry: Entry, sample: SampleView, explainers: Optional[list[str]
             "ground_truth": label.ground_truth,
             "sd": label.sd,
             "interval": [label.lower, label.upper] if label.lower is not None and label.upper is not None else None,
-            "saliency": [{"explainer": name, "url": saliency_url(entry, sample.id, label.label_index, name)}
-                         for name in names],
+            "saliency": [{"explainer": name, "url": saliency_url(label.label_index, name)} for name in names],
         })
     return {
         "id": sample.id,
         "name": sample.name,
         "width": sample.width,
         "height": sample.height,
-        "image_url": image_url(entry, sample.id),
+        "image_url": f"{prefix}/images/{sample.id}?v={token}",
         "labels": labels,
         "boxes": [{"label_index": b.label_index, "x": b.x, "y": b.y, "width": b.width, "height": b.height}
                   for b in sample.boxes],
@@ -209,14 +216,16 @@ def list_samples(summary_id: str) -> Response:
     with reading(entry) as summary:
         labels = params.labels(request.args, summary.label_names())
         types = params.items(request.args, "types")
-        explainers = params.choices(request.args, "explainers", [e.name for e in summary.explainers()], "explainer")
+        explainers = params.choices(request.args, "explainers", explainer_names(entry, summary), "explainer")
         if "explainers" not in request.args:
             explainers = None
         sort = request.args.get("sort", "id").strip() or "id"
         offset = params.integer(request.args, "offset", 0, MAX_OFFSET)
         limit = params.integer(request.args, "limit", 20, MAX_PAGE)
-        page = summary.samples(labels=labels, types=types, sort=sort, offset=offset, limit=limit)
-        samples = [sample_json(entry, sample, explainers) for sample in page.samples]
+        index = entry.memo("sample_index", lambda: SampleIndex(summary))
+        page = index.page(labels, types, sort, offset, limit)
+        token = entry.token
+        samples = [sample_json(entry, sample, explainers, token) for sample in page.samples]
     return jsonify(total=page.total, offset=offset, limit=limit, samples=samples)
 
 
@@ -227,12 +236,11 @@ def one_sample(summary_id: str, sample_id: int) -> Response:
     with reading(entry) as summary:
         explainers = None
         if "explainers" in request.args:
-            explainers = params.choices(request.args, "explainers", [e.name for e in summary.explainers()],
-                                        "explainer")
+            explainers = params.choices(request.args, "explainers", explainer_names(entry, summary), "explainer")
         sample = summary.sample(sample_id)
         if sample is None:
             raise ApiError(404, f"unknown sample {sample_id} in summary {entry.path!r}")
-        return jsonify(sample_json(entry, sample, explainers))
+        return jsonify(sample_json(entry, sample, explainers, entry.token))
 
 
 @api.get("/summaries/<summary_id>/images/<int:sample_id>")

@@ -118,9 +118,12 @@ class Entry:
         memo = self._memo
         if key in memo:
             return memo[key]
-        value = compute()
-        if memo is self._memo:
-            memo[key] = value
+        with self._lock:  # one thread computes; the others wait for its result instead of repeating the work
+            if key in memo:
+                return memo[key]
+            value = compute()
+            if memo is self._memo:
+                memo[key] = value
         return value
 
     @property
@@ -188,7 +191,7 @@ class Registry:
             relative = directory.relative_to(self.base_dir).as_posix() if directory != self.base_dir else "."
             entry_id = summary_id(relative)
             entry = current.get(entry_id) or Entry(entry_id, relative, directory)
-            entry.refresh()
+            entry.row()  # refreshes, and has the list row ready before anyone asks for the list
             found[entry_id] = entry
         with self._lock:
             removed = [entry for key, entry in self._entries.items() if key not in found]

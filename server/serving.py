@@ -41,6 +41,7 @@ def serve(base_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, reloa
         print(f"warning: serving on {host} exposes the dashboard to the network; it has no authentication, "
               "so anyone who can reach this port can read every summary below "
               f"{Path(base_dir).resolve()}", file=sys.stderr)
+    print(f"xaiboard: scanning {Path(base_dir).resolve()} for summaries…", file=sys.stderr, flush=True)
     server = make_server(base_dir, host=host, port=port, reload_interval=reload_interval)
     registry = server.app.extensions["xaiboard.registry"]  # type: ignore[attr-defined]
     count = len(registry.entries())

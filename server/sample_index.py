@@ -1,0 +1,187 @@
+"""An in-memory index of a summary's explained predictions, maps, ground truth and boxes, so that a page of a
+filtered, sorted list of samples costs no SQL: the grouping query over the whole predictions table and the five
+queries that build a page's samples were most of a request's time on large summaries.
+
+It answers exactly what :meth:`xaiboard.store.Summary.samples` answers (same matches, same order, same total, equal
+sample views; ``tests/test_server_index.py`` compares them) and is rebuilt when the database file changes (the
+registry memoises it per file version). Columns come from the store's ``*_columns`` queries; filtering, grouping
+and sorting are numpy operations over them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import numpy as np
+
+from xaiboard.store import QueryError, Summary
+from xaiboard.store.models import PREDICTION_TYPES
+from xaiboard.store.views import BoxView, PredictionView, SamplePage, SampleView
+
+SORT_HELP = "use prob, uncertainty, name, id or score:<explainer>:<metric>, with a leading - for descending"
+
+
+def _group_max(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct sorted ``keys`` and the largest defined value of each (NaN when none is defined), as SQL's
+    ``MAX`` ignores NULL. ``keys`` must be sorted."""
+    if keys.size == 0:
+        return keys, values
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    return keys[starts], np.fmax.reduceat(values, starts)
+
+
+class SampleIndex:
+    """Filter and sort the samples of one version of a summary."""
+
+    def __init__(self, summary: Summary) -> None:
+        self.summary = summary
+        samples = summary.sample_columns()
+        self.ids = samples["id"]
+        self.max_prob = samples["max_prob"]
+        self.max_sd = samples["max_sd"]
+        _, self.name_rank = np.unique(samples["name"], return_inverse=True)  # dense: equal names tie
+        self.width, self.height, self.names = samples["width"], samples["height"], samples["name"]
+        predictions = summary.explained_columns()
+        self.p_sample = predictions["sample_id"]
+        self.p_label = predictions["label_index"]
+        self.p_type = predictions["type"]
+        self.p_prob = predictions["prob"]
+        self.p_sd = predictions["sd"]
+        self.p_truth, self.p_lower, self.p_upper = predictions["ground_truth"], predictions["lower"], predictions["upper"]
+        self.maps = summary.saliency_columns()
+        self.truth = summary.ground_truth_columns()
+        self.boxes = summary.box_columns()
+        self.label_names = summary.label_names()
+        self._scores: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+
+    def _score(self, explainer: str, metric: str) -> dict[str, np.ndarray]:
+        key = (explainer, metric)
+        if key not in self._scores:
+            self._scores[key] = self.summary.score_columns(explainer, metric)  # QueryError when unknown
+        return self._scores[key]
+
+    def _key_of(self, ids: np.ndarray, per_sample: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """Values for ``ids`` from (sorted sample ids, value) pairs; NaN for samples without one."""
+        keys, values = per_sample
+        position = np.searchsorted(keys, ids)
+        position = np.clip(position, 0, max(len(keys) - 1, 0))
+        found = keys[position] == ids if len(keys) else np.zeros(len(ids), dtype=bool)
+        return np.where(found, values[position] if len(keys) else np.nan, np.nan)
+
+    def query(self, labels: Sequence[int], types: Sequence[str], sort: str, offset: int, limit: int
+              ) -> tuple[int, list[int]]:
+        """(total, ids of the page) for the same arguments as :meth:`Summary.samples`."""
+        known = self.summary.label_names()
+        for label in labels:
+            if label not in known:
+                raise QueryError(f"unknown label {label} (labels are 0..{len(known) - 1})")
+        for kind in types:
+            if kind not in PREDICTION_TYPES:
+                raise QueryError(f"unknown prediction type {kind!r} (types are {', '.join(PREDICTION_TYPES)})")
+        if offset < 0 or limit < 0:
+            raise QueryError("offset and limit must not be negative")
+        descending = sort.startswith("-")
+        name = sort[1:] if descending else sort
+        filtered = bool(labels or types)
+        if filtered:
+            mask = np.ones(self.p_sample.shape, dtype=bool)
+            if labels:
+                mask &= np.isin(self.p_label, np.asarray(labels, dtype=np.int64))
+            if types:
+                mask &= np.isin(self.p_type, [PREDICTION_TYPES.index(t) for t in types])
+            matched = self.p_sample[mask]
+            candidates, probs = _group_max(matched, self.p_prob[mask])
+            _, sds = _group_max(matched, self.p_sd[mask])
+        else:
+            candidates, probs, sds = self.ids, self.max_prob, self.max_sd
+
+        if name == "prob":
+            key = probs
+        elif name == "uncertainty":
+            key = sds
+        elif name == "id":
+            key = candidates.astype(np.float64)
+        elif name == "name":
+            key = self.name_rank[np.searchsorted(self.ids, candidates)].astype(np.float64)
+        elif name.startswith("score:") and name.count(":") == 2:
+            _, explainer, metric = name.split(":")
+            scores = self._score(explainer, metric)
+            keep = np.ones(scores["sample_id"].shape, dtype=bool)
+            if filtered:
+                label_count = int(max(self.p_label.max(initial=0), scores["label_index"].max(initial=0))) + 1
+                wanted = self.p_sample[mask] * label_count + self.p_label[mask]
+                keep = np.isin(scores["sample_id"] * label_count + scores["label_index"], wanted)
+            key = self._key_of(candidates, _group_max(scores["sample_id"][keep], scores["value"][keep]))
+        else:
+            raise QueryError(f"unknown sort key {sort!r} ({SORT_HELP})")
+        missing = np.isnan(key)
+        ordered = np.where(missing, 0.0, -key if descending else key)
+        order = np.lexsort((candidates, ordered, missing))
+        page = candidates[order[offset:offset + limit]] if offset < len(order) else candidates[:0]
+        return len(candidates), [int(i) for i in page]
+
+    def page(self, labels: Sequence[int], types: Sequence[str], sort: str, offset: int, limit: int) -> SamplePage:
+        """A :class:`SamplePage` equal to ``summary.samples(labels, types, sort, offset, limit)``."""
+        total, ids = self.query(list(labels), list(types), sort, offset, limit)
+        return SamplePage(total, self.views(ids))
+
+    def views(self, ids: Sequence[int]) -> list[SampleView]:
+        """The samples as :meth:`Summary.samples` shows them: explained labels by probability, highest first, each
+        with the explainers that have a map for it; boxes in the order written. Gathers a page's rows with a few
+        array operations and converts them to Python values once."""
+        if not len(ids):
+            return []
+        wanted = np.asarray(ids, dtype=np.int64)
+        rows = np.searchsorted(self.ids, wanted).tolist()
+        p = _gather(self.p_sample, wanted)
+        labels = self.p_label[p.index].tolist()
+        probs = self.p_prob[p.index].tolist()
+        truths = self.p_truth[p.index].tolist()
+        types = self.p_type[p.index].tolist()
+        sds, lowers, uppers = (_python(a[p.index]) for a in (self.p_sd, self.p_lower, self.p_upper))
+        m = _gather(self.maps["sample_id"], wanted)
+        map_labels, map_names = self.maps["label_index"][m.index].tolist(), self.maps["explainer"][m.index].tolist()
+        t = _gather(self.truth["sample_id"], wanted)
+        truth_labels = self.truth["label_index"][t.index].tolist()
+        b = _gather(self.boxes["sample_id"], wanted)
+        box_columns = [self.boxes[key][b.index].tolist() for key in ("label_index", "x", "y", "width", "height")]
+        views = []
+        for k, sample_id in enumerate(ids):
+            truth = set(truth_labels[t.starts[k]:t.stops[k]])
+            explainers: dict[int, list[str]] = {}
+            for j in range(m.starts[k], m.stops[k]):
+                explainers.setdefault(map_labels[j], []).append(map_names[j])
+            predictions = []
+            for j in sorted(range(p.starts[k], p.stops[k]), key=lambda j: -probs[j]):
+                label = labels[j]
+                predictions.append(PredictionView(
+                    label, self.label_names.get(label, str(label)), probs[j], truths[j] or label in truth,
+                    PREDICTION_TYPES[types[j]], sds[j], lowers[j], uppers[j], tuple(explainers.get(label, ())),
+                ))
+            boxes = tuple(BoxView(*(column[j] for column in box_columns)) for j in range(b.starts[k], b.stops[k]))
+            row = rows[k]
+            views.append(SampleView(int(sample_id), self.names[row], int(self.width[row]), int(self.height[row]),
+                                    tuple(predictions), boxes))
+        return views
+
+
+class _Gathered:
+    """For each wanted id, where its rows run in the gathered ``index`` (``starts[k]:stops[k]``)."""
+
+    def __init__(self, index: np.ndarray, starts: list[int], stops: list[int]) -> None:
+        self.index, self.starts, self.stops = index, starts, stops
+
+
+def _gather(sorted_ids: np.ndarray, wanted: np.ndarray) -> _Gathered:
+    """The rows of a sorted id column that belong to ``wanted`` ids, grouped per id in the order of ``wanted``."""
+    lo = np.searchsorted(sorted_ids, wanted, "left")
+    hi = np.searchsorted(sorted_ids, wanted, "right")
+    counts = hi - lo
+    stops = np.cumsum(counts)
+    starts = stops - counts
+    index = np.repeat(lo - starts, counts) + np.arange(int(stops[-1]) if len(stops) else 0)
+    return _Gathered(index, starts.tolist(), stops.tolist())
+
+
+def _python(values: np.ndarray) -> list:
+    """Floats with None where NaN (NULL in the database)."""
+    return [None if v != v else v for v in values.tolist()]
