@@ -14,7 +14,7 @@ from .security import ApiError
 
 NAMES = ("per-class-explainer", "per-class-metric", "radar", "distributions", "timings")
 COLORS = ["#4c6ef5", "#f76707", "#2f9e44", "#e03131", "#7048e8", "#1098ad", "#d6336c", "#5c940d", "#845ef7",
-          "#e8590c"]
+          "#e8590c", "#495057", "#f59f00"]
 FONT = "system-ui, -apple-system, Segoe UI, Roboto, Helvetica, Arial, sans-serif"
 
 
@@ -93,7 +93,7 @@ def build(name: str, table: Mapping[str, Any], args: Mapping[str, str]) -> dict[
     elif name == "timings":
         timings = table["timings"]
         figure.add_bar(x=[text(t["explainer"]) for t in timings], y=[(t["seconds"] or 0.0) * 1000 for t in timings],
-                       marker={"color": COLORS[: len(timings)] or COLORS[0]}, showlegend=False)
+                       marker={"color": [COLORS[i % len(COLORS)] for i in range(len(timings))]}, showlegend=False)
         figure.update_layout(_layout("Mean time per map", yaxis={"title": {"text": "milliseconds"}}))
     else:
         raise ApiError(404, f"unknown figure {name[:60]!r} (figures are {', '.join(NAMES)})")

@@ -342,3 +342,68 @@ def test_compare_page_without_ids_lets_you_pick(page, url, base):
     page.wait_for_selector("table.compare")
     assert re.search(r"ids=[\w-]+,[\w-]+", page.url)
     page.wait_for_function(IMAGES_LOADED)
+
+
+# -- the demo summary --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The runner's demo (digits, a small CNN trained in seconds) written into a fresh base directory and served."""
+    run_demo = pytest.importorskip("xaiboard.runner.demo").run_demo
+    base = tmp_path_factory.mktemp("demo")
+    directory = run_demo(dataset="digits", samples=24, out=base, serve=False, seed=0, progress=False)
+    server, address = start_server(base)
+    yield directory, address
+    stop_server(server)
+
+
+def test_list_shows_the_demo_summary(page, demo):
+    directory, url = demo
+    from xaiboard.store import Summary
+
+    with Summary.open(directory) as summary:
+        name, explainers = summary.run().name, [e.name for e in summary.explainers()]
+    page.goto(url + "/")
+    row = page.locator("tr[data-id]", has_text=name)
+    row.wait_for()
+    assert row.locator(".status").inner_text().lower() == "complete"
+    assert row.locator("td.num").inner_text() == "24"
+    assert all(explainer in row.inner_text() for explainer in explainers)
+    row.locator("a.name").click()
+    page.wait_for_selector("tr.sample-row")
+    page.wait_for_function(IMAGES_LOADED)
+    assert page.locator("th.map-head").all_inner_texts() == explainers
+    assert page.locator("tr.sample-row").count() == 20
+
+
+def test_saliency_browser_on_the_demo_filters_by_label_and_type(page, demo):
+    directory, url = demo
+    from xaiboard.store import Summary
+
+    with Summary.open(directory) as summary:
+        counts = summary.label_counts()
+        kind = "FP" if any(c["FP"] for c in counts.values()) else "TP"
+        label = next(index for index, c in counts.items() if c[kind])
+        expected = [s.id for s in summary.samples([label], [kind], "-prob", 0, 200).samples]
+        everything = [s.id for s in summary.samples([], [], "-prob", 0, 20).samples]
+    page.goto(url + "/")
+    page.locator("tr[data-id] a.name").first.click()
+    page.wait_for_selector("tr.sample-row")
+    wait_rows(page, everything)
+    page.click("#label-filter summary")
+    page.check(f"#label-filter input[value='{label}']")
+    page.check(f"input[name=type][value={kind}]")
+    wait_rows(page, expected)
+    first_map = page.locator("img.map").first.get_attribute("src")
+    page.click("label.switch")
+    page.wait_for_function("() => document.querySelector('img.map').src.includes('overlay=0')")
+    assert page.locator("img.map").first.get_attribute("src") != first_map
+    page.locator("tr.sample-row").first.locator("button.thumb").click()
+    page.locator("dialog#zoom").wait_for(state="visible")
+    page.wait_for_function(IMAGES_LOADED)
+    assert page.locator("dialog#zoom figcaption").count() == 12  # the input and every explainer
+    page.keyboard.press("Escape")
+    page.click(".tab:has-text('Evaluation')")
+    page.wait_for_function("() => document.querySelectorAll('.chart .main-svg').length >= 5")
+    assert page.locator("table.scores tbody tr").count() == 11

@@ -1,5 +1,5 @@
 // Comparing runs: the score table side by side, per-class charts of each run, and one sample's maps across runs.
-import { drawFigure, el, fill, fmt, getJSON, list, plural, readQuery, showError, statusBadge, typeBadge, writeQuery } from "./util.js";
+import { drawFigure, el, fill, fmt, getJSON, list, plural, readQuery, score, showError, statusBadge, typeBadge, writeQuery } from "./util.js";
 
 const root = document.getElementById("compare");
 const note = document.getElementById("compare-note");
@@ -39,14 +39,14 @@ function scoreTable() {
     const bestValue = defined.length > 1 ? (metric.higher_is_better ? Math.max(...defined) : Math.min(...defined)) : null;
     return el("tr", {}, el("th", { scope: "row" }, row.explainer),
       el("td", {}, row.metric, " ", el("span", { class: `arrow ${metric.higher_is_better ? "up" : "down"}`, title: metric.higher_is_better ? "higher is better" : "lower is better" }, metric.higher_is_better ? "↑" : "↓")),
-      row.values.map((v, i) => el("td", { class: `num${v !== null && v === bestValue ? " best" : ""}`, title: `${row.counts[i]} values` }, fmt(v, 3))));
+      row.values.map((v, i) => el("td", { class: `num${v !== null && v === bestValue ? " best" : ""}`, title: `${row.counts[i]} values` }, score(v))));
   });
   const comprehensive = data.explainers.map((explainer, position) => {
     const values = data.comprehensive.map((c) => (explainer in c ? c[explainer] : null));
     const defined = values.filter((v) => v !== null);
     const bestValue = defined.length > 1 ? Math.max(...defined) : null;
     return el("tr", { class: position === 0 ? "total-row first" : "total-row" }, el("th", { scope: "row" }, explainer), el("td", {}, "Comprehensive (equal weights)"),
-      values.map((v) => el("td", { class: `num${v !== null && v === bestValue ? " best" : ""}` }, fmt(v, 3))));
+      values.map((v) => el("td", { class: `num${v !== null && v === bestValue ? " best" : ""}` }, score(v))));
   });
   return el("section", { class: "card" }, el("h2", {}, "Scores side by side"),
     data.table.length

@@ -1,5 +1,5 @@
 // The evaluation page: explainer x metric table, a comprehensive score with editable weights, and plotly charts.
-import { drawFigure, el, fill, fmt, getJSON, readQuery, showError, summaryHeader, writeQuery } from "./util.js";
+import { drawFigure, el, fill, fmt, getJSON, readQuery, score, showError, summaryHeader, writeQuery } from "./util.js";
 
 const SUMMARY = document.body.dataset.summary;
 const API = `/api/v1/summaries/${SUMMARY}`;
@@ -76,7 +76,7 @@ function updateComprehensive() {
   for (const [explainer, value] of scores) {
     const node = document.querySelector(`[data-comprehensive="${CSS.escape(explainer)}"]`);
     if (!node) continue;
-    node.querySelector(".score-value").textContent = value === null ? "–" : fmt(value, 3);
+    node.querySelector(".score-value").textContent = value === null ? "–" : value.toFixed(3);
     node.querySelector(".bar-fill").style.width = `${value === null ? 0 : value * 100}%`;
     const rank = ranked.indexOf(explainer);
     node.querySelector(".rank").textContent = rank >= 0 ? `#${rank + 1}` : "";
@@ -93,11 +93,11 @@ function renderTable() {
       el("p", { class: "empty" }, table.metrics.length ? "No scores have been written yet." : "This run has no benchmark metrics; register some with the runner to see scores here."));
     return;
   }
-  const headRow = el("tr", {}, el("th", {}, "Explainer"),
+  const headRow = el("tr", {}, el("th", {}, "Explainer"), el("th", { class: "comprehensive-head" }, "Comprehensive"),
     table.metrics.map((m) => el("th", { class: "num metric-head", title: `${m.name}: ${m.higher_is_better ? "higher" : "lower"} is better, range ${rangeText(m)}, ${m.aggregation} over samples` },
-      el("span", {}, m.name, " ", arrow(m)), el("div", { class: "muted small" }, rangeText(m)))),
-    el("th", { class: "comprehensive-head" }, "Comprehensive"));
+      el("span", {}, m.name, " ", arrow(m)), el("div", { class: "muted small" }, rangeText(m)))));
   const weightRow = el("tr", { class: "weights" }, el("th", { class: "muted" }, "Weight"),
+    el("th", { class: "muted small weights-note" }, "weights are normalised to 100%"),
     table.metrics.map((m) => el("th", { class: "num" },
       el("input", { type: "number", min: "0", step: "0.1", value: String(weights[m.name]), class: "weight", "aria-label": `weight of ${m.name}`,
         dataset: { metric: m.name }, oninput: (event) => {
@@ -106,19 +106,18 @@ function renderTable() {
           saveWeights();
           updateComprehensive();
         } }),
-      el("div", { class: "share muted small", dataset: { share: m.name } }, ""))),
-    el("th", { class: "muted small" }, "weights are normalised to 100%"));
+      el("div", { class: "share muted small", dataset: { share: m.name } }, ""))));
   const bests = Object.fromEntries(table.metrics.map((m) => [m.name, best(m)]));
   const body = table.explainers.map((explainer) => el("tr", {},
     el("th", { scope: "row" }, explainer),
+    el("td", { class: "comprehensive", dataset: { comprehensive: explainer } },
+      el("span", { class: "rank" }, ""), el("span", { class: "bar" }, el("span", { class: "bar-fill" })), el("span", { class: "score-value" }, "–")),
     table.metrics.map((m) => {
       const row = cell(explainer, m.name);
       const isBest = row && row.value !== null && table.explainers.length > 1 && row.value === bests[m.name];
-      return el("td", { class: `num${isBest ? " best" : ""}`, title: row ? `${row.count} defined values; normalised ${fmt(row.normalized, 3)}` : "no values" },
-        row ? fmt(row.value, 3) : "–", row ? el("span", { class: "count-note" }, ` n=${row.count}`) : null);
-    }),
-    el("td", { class: "comprehensive", dataset: { comprehensive: explainer } },
-      el("span", { class: "rank" }, ""), el("span", { class: "bar" }, el("span", { class: "bar-fill" })), el("span", { class: "score-value" }, "–"))));
+      return el("td", { class: `num${isBest ? " best" : ""}`, title: row ? `${m.name} of ${explainer}: mean of ${row.count} values; normalised ${score(row.normalized)}` : "no values" },
+        row ? score(row.value) : "–");
+    })));
   fill(tableCard,
     el("div", { class: "card-head" }, el("h2", {}, "Explainer × metric"), el("span", { class: "spacer" }),
       el("a", { class: "button small", id: "download-csv", download: "" }, "Download CSV"),
@@ -126,7 +125,7 @@ function renderTable() {
     el("div", { class: "table-scroll" }, el("table", { class: "table scores" }, el("thead", {}, headRow, weightRow), el("tbody", {}, body))),
     el("p", { class: "muted small" }, "Each metric is scaled to [0, 1] within its range (open ranges use the explainers' spread), ",
       "lower-is-better metrics are inverted so 1 is always best, and the comprehensive score is their weighted mean. ",
-      "The best value of each metric is highlighted."));
+      "The best value of each metric is highlighted; hover a value for its count."));
   updateComprehensive();
 }
 

@@ -73,6 +73,13 @@ export function fmt(value, digits = 3) {
   return value.toFixed(digits);
 }
 
+/** A score with three decimals (tiny magnitudes in exponent form), "–" when undefined. */
+export function score(value) {
+  if (value === null || value === undefined || Number.isNaN(value)) return "–";
+  const abs = Math.abs(value);
+  return abs !== 0 && (abs < 1e-3 || abs >= 1e5) ? value.toExponential(2) : value.toFixed(3);
+}
+
 export function plural(n, word, many = word + "s") {
   return `${n.toLocaleString()} ${n === 1 ? word : many}`;
 }
