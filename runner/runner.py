@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -417,19 +418,37 @@ class ImageClassificationRunner:
 
     def _loop(self, writer: SummaryWriter, spec: DataSpec, done: set[int], stop: _StopRequest,
               progress: bool) -> None:
-        already = len(done)
+        """Compute batch k+1 while a writer thread stores batch k (PNG encoding and SQLite hold the GIL only
+        between torch's kernels, so the two overlap). At most one batch waits to be stored."""
         failed = 0
-        with tqdm(total=spec.count, initial=already, unit="sample", desc=writer.directory.name, disable=not progress,
-                  dynamic_ncols=True, file=sys.stderr, smoothing=0.1) as bar:
-            for items in self._batches(done):
-                batch = self.process(items, spec)
-                writer.write_batch(batch)
-                failed += len({f.sample_id for f in batch.failures})
-                bar.update(len(items))
+        with tqdm(total=spec.count, initial=len(done), unit="sample", desc=writer.directory.name,
+                  disable=not progress, dynamic_ncols=True, file=sys.stderr, smoothing=0.1) as bar, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="xaiboard-writer") as storing:
+            pending: Optional[tuple[Future, Batch]] = None
+
+            def finish(entry: tuple[Future, Batch]) -> None:
+                nonlocal failed
+                future, stored = entry
+                future.result()
+                failed += len({f.sample_id for f in stored.failures})
+                bar.update(len(stored.samples))
                 if failed:
                     bar.set_postfix(failed=failed, refresh=False)
-                if stop.signum is not None:
-                    break
+
+            try:
+                for items in self._batches(done):
+                    batch = self.process(items, spec)
+                    if pending is not None:
+                        finish(pending)
+                    pending = (storing.submit(writer.write_batch, batch), batch)
+                    if stop.signum is not None:
+                        break
+            except BaseException:
+                if pending is not None:  # let the batch in flight land; the error that stopped us is the news
+                    pending[0].exception()
+                raise
+            if pending is not None:
+                finish(pending)
 
     # -- one batch -----------------------------------------------------------------------------------------------
 
