@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
 from xaiboard.runner import ImageClassificationRunner, InvalidInputError
 from xaiboard.runner.explainers import Explainer, GradCAM, Gradient, IntegratedGradients
@@ -277,6 +277,13 @@ def test_datasets_dataloaders_generators_and_pil_images(tmp_path):
     loader = DataLoader(TensorDataset(images, labels), batch_size=4, shuffle=True)
     with ImageClassificationRunner(tmp_path / "loader", net, loader, CLASSES).run(progress=False) as summary:
         assert summary.sample_ids() == list(range(6)) and summary.ground_truth(3) == [3]
+    class Stream(IterableDataset):
+        def __iter__(self):
+            return iter([(images[i], labels[i]) for i in range(6)])
+
+    batched = DataLoader(Stream(), batch_size=4)  # collated batches are split back into items
+    with ImageClassificationRunner(tmp_path / "stream", net, batched, CLASSES).run(progress=False) as summary:
+        assert summary.sample_ids() == list(range(6)) and summary.ground_truth(5) == [1]
     generator = ((images[i], int(labels[i])) for i in range(6))
     with ImageClassificationRunner(tmp_path / "gen", net, generator, CLASSES).run(progress=False) as summary:
         assert summary.num_samples() == 6
