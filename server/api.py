@@ -33,6 +33,7 @@ MAX_LIST = 1000
 MAX_OFFSET = 10**12
 MAX_ROW_ID = 2**63 - 1
 MAX_COMPARE = 8
+MAX_SHARED = 500
 LONG_CACHE = "public, max-age=31536000, immutable"
 
 
@@ -365,16 +366,30 @@ def compare() -> Response:
                 rows.append({"explainer": explainer, "metric": metric,
                              "values": [c["value"] if c else None for c in cells],
                              "counts": [c["count"] if c else 0 for c in cells]})
-    shared = set(names[0])
-    for other in names[1:]:
-        shared &= {sample_id for sample_id, name in other.items() if names[0].get(sample_id) == name}
-    shared_ids = sorted(shared)
+    shared = _shared_samples(names)
     return jsonify(
         summaries=[{key: e.row()[key] for key in ("id", "name", "path", "status", "num_samples")} for e in entries],
         explainers=explainers,
         metrics=list(metrics.values()),
         table=rows,
         comprehensive=[scoring.comprehensive_scores(t) for t in tables],
-        shared_samples={"total": len(shared_ids),
-                        "samples": [{"id": i, "name": names[0][i]} for i in shared_ids[:500]]},
+        shared_samples={"total": len(shared), "samples": shared[:MAX_SHARED]},
     )
+
+
+def _shared_samples(names: list[dict[int, str]]) -> list[dict[str, Any]]:
+    """Samples present in every run, matched by name (a sample's id is its position in each run's dataset, which
+    differs between runs over different splits); names that repeat within a run are left out. Ordered as in the
+    first run."""
+    unique = []
+    for run in names:
+        seen: dict[str, int] = {}
+        repeated = set()
+        for sample_id, name in run.items():
+            if name in seen:
+                repeated.add(name)
+            seen[name] = sample_id
+        unique.append({name: sample_id for name, sample_id in seen.items() if name not in repeated})
+    common = set(unique[0]).intersection(*unique[1:])
+    ordered = sorted(common, key=lambda name: unique[0][name])
+    return [{"name": name, "ids": [run[name] for run in unique]} for name in ordered]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,24 @@ def make_server(base_dir: str | Path, host: str = "127.0.0.1", port: int = 8080,
     server = create_server(app, host=host, port=port, threads=threads, ident="xaiboard")
     server.app = app  # type: ignore[attr-defined]
     return server
+
+
+def shutdown(server: Any, timeout: float = 5.0) -> None:
+    """Stop a server whose ``run()`` loop runs in another thread. Its sockets are closed from inside that loop
+    (closing them from here would pull them from under its ``select``), which ends the loop; then its workers."""
+    closed = threading.Event()
+
+    def close_everything() -> None:
+        for channel in list(server._map.values()):  # waitress keeps the open connections in this map
+            if channel is not server.trigger and channel is not server:
+                channel.close()
+        server.close()
+        closed.set()
+
+    server.trigger.pull_trigger(close_everything)
+    closed.wait(timeout)
+    server.task_dispatcher.shutdown()
+    server.app.extensions["xaiboard.registry"].close()
 
 
 def serve(base_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, reload_interval: float = 5.0) -> None:

@@ -390,6 +390,15 @@ def test_figure_errors(client, a):
                                    400)["error"]
 
 
+def test_shared_samples_match_by_unique_name():
+    from xaiboard.server.api import _shared_samples
+
+    runs = [{0: "a.png", 1: "b.png", 2: "c.png", 3: "dup.png", 4: "dup.png"},
+            {0: "c.png", 1: "a.png", 2: "dup.png", 3: "x.png"}]
+    assert _shared_samples(runs) == [{"name": "a.png", "ids": [0, 1]}, {"name": "c.png", "ids": [2, 0]}]
+    assert _shared_samples([runs[0], {}]) == []
+
+
 def test_compare(client, base):
     a, b = base.ids["shapes/run-a"], base.ids["shapes/run-b"]
     data = get_json(client, f"/api/v1/compare?ids={a},{b}")
@@ -401,7 +410,8 @@ def test_compare(client, base):
     assert rows[("Gradient", "InsertionAUC")] == pytest.approx([single_a[("Gradient", "InsertionAUC")],
                                                                 single_b[("Gradient", "InsertionAUC")]])
     assert rows[("GradCAM", "PointingGame")][1] is None and rows[("IntegratedGradients", "DeletionAUC")][0] is None
-    assert data["shared_samples"]["total"] == N and data["shared_samples"]["samples"][3]["name"] == base.run_a.names[3]
+    assert data["shared_samples"]["total"] == N
+    assert data["shared_samples"]["samples"][3] == {"name": base.run_a.names[3], "ids": [3, 3]}
     with_live = get_json(client, f"/api/v1/compare?ids={a},{base.ids['live']}")
     assert with_live["shared_samples"]["total"] == 3
     assert "ids" in get_json(client, "/api/v1/compare", 400)["error"]

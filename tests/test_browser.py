@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from test_server_registry import CLASSES, write_base_dir
-from xaiboard.server.serving import make_server
+from xaiboard.server.serving import make_server, shutdown
 
 pytestmark = pytest.mark.browser
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright (Python) is not installed")
@@ -38,8 +38,7 @@ def start_server(root: Path, reload_interval: float = 1.0):
 
 
 def stop_server(server) -> None:
-    server.close()
-    server.app.extensions["xaiboard.registry"].close()
+    shutdown(server)
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import threading
 import urllib.error
 import urllib.request
@@ -65,6 +66,7 @@ def test_real_server_on_a_free_port_checks_the_host_header(tmp_path):
     server = serving.make_server(tmp_path, host="127.0.0.1", port=0, reload_interval=0)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
+    keep_alive = None
     try:
         url = f"http://127.0.0.1:{server.effective_port}/api/v1/summaries"
         with urllib.request.urlopen(url, timeout=10) as response:
@@ -73,6 +75,12 @@ def test_real_server_on_a_free_port_checks_the_host_header(tmp_path):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=10)
         assert refused.value.code == 400
+        keep_alive = http.client.HTTPConnection("127.0.0.1", int(server.effective_port), timeout=10)
+        keep_alive.request("GET", "/api/v1/summaries")
+        assert keep_alive.getresponse().read()  # a browser's open connection must not keep the server alive
     finally:
-        server.close()
-        server.app.extensions["xaiboard.registry"].close()
+        serving.shutdown(server)
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+        if keep_alive is not None:
+            keep_alive.close()

@@ -244,9 +244,9 @@ function probability(label) {
   const bar = el("span", { class: "prob-bar" }, el("span", { class: "prob-fill" }));
   bar.firstChild.style.width = `${Math.max(0, Math.min(1, label.prob)) * 100}%`;
   const interval = label.interval
-    ? el("span", { class: "interval", title: `95% interval, sd ${fmt(label.sd, 3)}` }, `[${fmt(label.interval[0], 2)}, ${fmt(label.interval[1], 2)}]`)
+    ? el("span", { class: "interval", title: `95% interval, sd ${fmt(label.sd, 3)}` }, `[${label.interval[0].toFixed(2)}, ${label.interval[1].toFixed(2)}]`)
     : label.sd !== null && label.sd !== undefined ? el("span", { class: "interval" }, `± ${fmt(label.sd, 2)}`) : null;
-  return el("span", { class: "prob" }, bar, el("span", { class: "prob-value" }, label.prob < 0.001 ? "<0.001" : fmt(label.prob, 3)), interval);
+  return el("span", { class: "prob" }, bar, el("span", { class: "prob-value" }, label.prob < 0.001 ? "<0.001" : label.prob.toFixed(3)), interval);
 }
 
 function labelButton(sample, label, active, onpick) {

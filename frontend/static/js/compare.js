@@ -8,7 +8,7 @@ let data = null;
 let state = {};
 
 function save() {
-  writeQuery(state, { metric: null, sample: null, label: null });
+  writeQuery(state, { metric: null, sample: null, label: null, table: COMPREHENSIVE });
 }
 
 async function chooser() {
@@ -29,30 +29,64 @@ async function chooser() {
     el("div", { class: "card-foot" }, button)));
 }
 
+const COMPREHENSIVE = "comprehensive";
+const ALL = "all";
+
+function bestOf(values, higherIsBetter) {
+  const defined = values.filter((v) => v !== null && v !== undefined);
+  if (defined.length < 2) return null;
+  return higherIsBetter ? Math.max(...defined) : Math.min(...defined);
+}
+
+function valueCells(values, higherIsBetter, counts) {
+  const best = bestOf(values, higherIsBetter);
+  const cells = values.map((v, i) => el("td", { class: `num${v !== null && v === best ? " best" : ""}`,
+    title: counts ? `${counts[i]} values` : null }, score(v)));
+  if (values.length === 2) {
+    const delta = values[0] !== null && values[1] !== null ? values[1] - values[0] : null;
+    const better = delta === null || delta === 0 ? "" : (delta > 0) === higherIsBetter ? " better" : " worse";
+    cells.push(el("td", { class: `num delta${better}` }, delta === null ? "–" : `${delta > 0 ? "+" : ""}${score(delta)}`));
+  }
+  return cells;
+}
+
 function scoreTable() {
   const metrics = Object.fromEntries(data.metrics.map((m) => [m.name, m]));
-  const header = el("tr", {}, el("th", {}, "Explainer"), el("th", {}, "Metric"),
-    data.summaries.map((s) => el("th", { class: "num" }, el("a", { href: `/s/${s.id}/scores` }, s.name), el("div", { class: "muted small" }, s.path))));
-  const rows = data.table.map((row) => {
-    const metric = metrics[row.metric];
-    const defined = row.values.filter((v) => v !== null);
-    const bestValue = defined.length > 1 ? (metric.higher_is_better ? Math.max(...defined) : Math.min(...defined)) : null;
-    return el("tr", {}, el("th", { scope: "row" }, row.explainer),
-      el("td", {}, row.metric, " ", el("span", { class: `arrow ${metric.higher_is_better ? "up" : "down"}`, title: metric.higher_is_better ? "higher is better" : "lower is better" }, metric.higher_is_better ? "↑" : "↓")),
-      row.values.map((v, i) => el("td", { class: `num${v !== null && v === bestValue ? " best" : ""}`, title: `${row.counts[i]} values` }, score(v))));
-  });
-  const comprehensive = data.explainers.map((explainer, position) => {
-    const values = data.comprehensive.map((c) => (explainer in c ? c[explainer] : null));
-    const defined = values.filter((v) => v !== null);
-    const bestValue = defined.length > 1 ? Math.max(...defined) : null;
-    return el("tr", { class: position === 0 ? "total-row first" : "total-row" }, el("th", { scope: "row" }, explainer), el("td", {}, "Comprehensive (equal weights)"),
-      values.map((v) => el("td", { class: `num${v !== null && v === bestValue ? " best" : ""}` }, score(v))));
-  });
-  return el("section", { class: "card" }, el("h2", {}, "Scores side by side"),
-    data.table.length
-      ? el("div", { class: "table-scroll" }, el("table", { class: "table compare" }, el("thead", {}, header), el("tbody", {}, rows, comprehensive)))
-      : el("p", { class: "empty" }, "These runs have no scores."),
-    el("p", { class: "muted small" }, "The best value of each row is highlighted; arrows give each metric's direction."));
+  const choices = [[COMPREHENSIVE, "Comprehensive score (equal weights)"], ...data.metrics.map((m) => [m.name, m.name]), [ALL, "All metrics"]];
+  state.table = choices.some(([value]) => value === state.table) ? state.table : COMPREHENSIVE;
+  const body = el("div", {});
+  const arrow = (metric) => el("span", { class: `arrow ${metric.higher_is_better ? "up" : "down"}`,
+    title: metric.higher_is_better ? "higher is better" : "lower is better" }, metric.higher_is_better ? "↑" : "↓");
+  const runHeads = () => [data.summaries.map((s) => el("th", { class: "num" }, el("a", { href: `/s/${s.id}/scores` }, s.name),
+    el("div", { class: "muted small" }, s.path))), data.summaries.length === 2 ? el("th", { class: "num" }, "Δ second − first") : null];
+  const draw = () => {
+    let head;
+    let rows;
+    if (state.table === COMPREHENSIVE) {
+      head = el("tr", {}, el("th", {}, "Explainer"), runHeads());
+      rows = data.explainers.map((explainer) => el("tr", {}, el("th", { scope: "row" }, explainer),
+        valueCells(data.comprehensive.map((c) => (explainer in c ? c[explainer] : null)), true)));
+    } else if (state.table === ALL) {
+      head = el("tr", {}, el("th", {}, "Explainer"), el("th", {}, "Metric"), runHeads());
+      rows = data.table.map((row) => el("tr", {}, el("th", { scope: "row" }, row.explainer),
+        el("td", {}, row.metric, " ", arrow(metrics[row.metric])), valueCells(row.values, metrics[row.metric].higher_is_better, row.counts)));
+    } else {
+      const metric = metrics[state.table];
+      head = el("tr", {}, el("th", {}, "Explainer"), runHeads());
+      rows = data.table.filter((row) => row.metric === metric.name).map((row) => el("tr", {},
+        el("th", { scope: "row" }, row.explainer), valueCells(row.values, metric.higher_is_better, row.counts)));
+    }
+    fill(body, rows.length
+      ? el("div", { class: "table-scroll" }, el("table", { class: "table compare" }, el("thead", {}, head), el("tbody", {}, rows)))
+      : el("p", { class: "empty" }, "These runs have no scores."));
+  };
+  const picker = el("select", { id: "compare-table", "aria-label": "score to compare", onchange: (event) => { state.table = event.target.value; save(); draw(); } },
+    choices.map(([value, text]) => el("option", { value, selected: value === state.table }, text)));
+  draw();
+  return el("section", { class: "card" },
+    el("div", { class: "card-head" }, el("h2", {}, "Scores side by side"), el("span", { class: "spacer" }), picker),
+    body,
+    el("p", { class: "muted small" }, "The best value of each row is highlighted; Δ is coloured green where the second run is better."));
 }
 
 function perClassCharts() {
@@ -72,8 +106,8 @@ function perClassCharts() {
   return el("section", {}, el("div", { class: "section-head" }, el("h2", {}, "Per class"), el("span", { class: "spacer" }), picker), grid);
 }
 
-async function sampleRows(body, sampleId) {
-  const samples = await Promise.all(data.summaries.map((s) => getJSON(`/api/v1/summaries/${s.id}/samples/${sampleId}`).catch(() => null)));
+async function sampleRows(body, shared) {
+  const samples = await Promise.all(data.summaries.map((s, i) => getJSON(`/api/v1/summaries/${s.id}/samples/${shared.ids[i]}`).catch(() => null)));
   const first = samples.find(Boolean);
   if (!first) {
     fill(body, el("p", { class: "empty" }, "This sample cannot be read."));
@@ -113,22 +147,24 @@ function sharedSamples() {
   const shared = data.shared_samples;
   const section = el("section", { class: "card" }, el("h2", {}, "Same sample across runs"));
   if (!shared.total) {
-    section.append(el("p", { class: "empty" }, "These runs share no samples (same dataset index and name)."));
+    section.append(el("p", { class: "empty" }, "These runs share no samples (samples are matched by name)."));
     return section;
   }
-  state.sample = shared.samples.some((s) => String(s.id) === state.sample) ? state.sample : String(shared.samples[0].id);
+  state.sample = shared.samples.some((s) => s.name === state.sample) ? state.sample : shared.samples[0].name;
   const body = el("div", {});
-  const picker = el("select", { "aria-label": "sample to compare", onchange: (event) => { state.sample = event.target.value; state.label = null; save(); sampleRows(body, state.sample); } },
-    shared.samples.map((s) => el("option", { value: String(s.id), selected: String(s.id) === state.sample }, `${s.name} (#${s.id})`)));
+  const chosen = () => shared.samples.find((s) => s.name === state.sample);
+  const picker = el("select", { id: "shared-sample", "aria-label": "sample to compare", onchange: (event) => { state.sample = event.target.value; state.label = null; save(); sampleRows(body, chosen()); } },
+    shared.samples.map((s) => el("option", { value: s.name, selected: s.name === state.sample }, s.name)));
   section.append(el("div", { class: "inline" }, el("span", { class: "field-label" }, `Sample (${plural(shared.total, "shared sample")})`), picker), body);
-  sampleRows(body, state.sample);
+  sampleRows(body, chosen());
   return section;
 }
 
 async function start() {
   const query = readQuery();
   const ids = list(query.ids);
-  state = { ids: ids.join(","), metric: query.metric || null, sample: query.sample || null, label: query.label || null };
+  state = { ids: ids.join(","), table: query.table || COMPREHENSIVE, metric: query.metric || null, sample: query.sample || null,
+    label: query.label || null };
   if (!ids.length) {
     await chooser();
     return;

@@ -65,6 +65,12 @@ function rangeText(metric) {
   return `${lo === null ? "−∞" : fmt(lo, 2)} … ${hi === null ? "∞" : fmt(hi, 2)}`;
 }
 
+/** A camel-case name with line-break opportunities between its words (NaiveFaithfulness → Naive·Faithfulness). */
+function breakable(name) {
+  const parts = name.split(/(?<=[a-z])(?=[A-Z])/);
+  return parts.flatMap((part, i) => (i ? [el("wbr"), part] : [part]));
+}
+
 function updateComprehensive() {
   const total = table.metrics.reduce((sum, m) => sum + weights[m.name], 0);
   for (const metric of table.metrics) {
@@ -95,9 +101,9 @@ function renderTable() {
   }
   const headRow = el("tr", {}, el("th", {}, "Explainer"), el("th", { class: "comprehensive-head" }, "Comprehensive"),
     table.metrics.map((m) => el("th", { class: "num metric-head", title: `${m.name}: ${m.higher_is_better ? "higher" : "lower"} is better, range ${rangeText(m)}, ${m.aggregation} over samples` },
-      el("span", {}, m.name, " ", arrow(m)), el("div", { class: "muted small" }, rangeText(m)))));
+      el("span", {}, breakable(m.name), "\u00a0", arrow(m)), el("div", { class: "muted small" }, rangeText(m)))));
   const weightRow = el("tr", { class: "weights" }, el("th", { class: "muted" }, "Weight"),
-    el("th", { class: "muted small weights-note" }, "weights are normalised to 100%"),
+    el("th", { class: "muted small weights-note" }, "normalised to 100%"),
     table.metrics.map((m) => el("th", { class: "num" },
       el("input", { type: "number", min: "0", step: "0.1", value: String(weights[m.name]), class: "weight", "aria-label": `weight of ${m.name}`,
         dataset: { metric: m.name }, oninput: (event) => {

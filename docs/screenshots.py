@@ -1,0 +1,105 @@
+"""Write PNG screenshots of every dashboard page to ``docs/screenshots/`` (``make screenshots``).
+
+Runs the demo (two digits runs with different seeds, to compare, and the multi-label shapes run, whose large view
+shows boxes) into a temporary folder, serves it with the real server and photographs each page in Chromium. Without
+the runner (no torch), synthetic summaries from the server tests stand in. Fails when a page logs a console error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import threading
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run"]
+IMAGES_LOADED = ("() => [...document.querySelectorAll('img')].every((i) => i.complete && i.naturalWidth > 0)"
+                 " && !document.querySelector('.chart-loading, .results.loading')")
+
+
+def write_summaries(base: Path, samples: int) -> None:
+    """The demo runs, or synthetic summaries when the runner cannot be imported."""
+    try:
+        from xaiboard.runner.demo import run_demo
+    except ImportError as error:
+        print(f"the runner is not available ({error}); using synthetic summaries", file=sys.stderr)
+        sys.path.insert(0, str(ROOT / "tests"))
+        from test_server_registry import write_summary
+
+        write_summary(base / "shapes" / "run-a", samples, ["Gradient", "GradCAM"], uncertainty=True, seed=1)
+        write_summary(base / "shapes" / "run-b", samples, ["Gradient", "IntegratedGradients"], uncertainty=False,
+                      seed=2)
+        return
+    # Two digits runs draw different test splits; with enough samples a few digits are in both, to compare.
+    for dataset, seed, count in (("digits", 0, 2 * samples), ("digits", 1, 2 * samples), ("shapes", 0, samples)):
+        print(f"running the {dataset} demo with seed {seed} on {count} samples…", file=sys.stderr)
+        run_demo(dataset=dataset, samples=count, out=base / f"seed-{seed}", serve=False, seed=seed, progress=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samples", type=int, default=40, help="samples of the shapes run (twice as many digits)")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    args = parser.parse_args()
+
+    from playwright.sync_api import sync_playwright
+
+    from xaiboard.server.serving import make_server, shutdown
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    base = Path(tempfile.mkdtemp(prefix="xaiboard-screenshots-"))
+    try:
+        write_summaries(base, args.samples)
+        server = make_server(base, port=0, reload_interval=0)
+        threading.Thread(target=server.run, daemon=True).start()
+        url = f"http://127.0.0.1:{server.effective_port}"
+        with urllib.request.urlopen(url + "/api/v1/summaries") as response:
+            rows = json.load(response)["summaries"]
+        ids = {row["path"]: row["id"] for row in rows}
+        first, second = ids.get("seed-0/digits"), ids.get("seed-1/digits")
+        shapes = ids.get("seed-0/shapes")
+        if first is None:  # synthetic stand-ins
+            first, second, shapes = ids["shapes/run-a"], ids["shapes/run-b"], ids["shapes/run-a"]
+        with urllib.request.urlopen(f"{url}/api/v1/summaries/{shapes}/samples?types=TP&limit=1") as response:
+            sample = json.load(response)["samples"][0]
+        zoom_label = next(label["index"] for label in sample["labels"] if label["type"] == "TP")
+        pages = [
+            ("01-summaries", "/", True),
+            ("02-saliency-browser", f"/s/{first}?explainers=Gradient,GradCAM,IntegratedGradients,Occlusion,RISE", False),
+            ("03-filtered-false-positives", f"/s/{first}?types=FP,FN&explainers=GradCAM,IntegratedGradients,RISE"
+                                            "&overlay=0&cmap=viridis", False),
+            ("04-large-view-with-boxes", f"/s/{shapes}?zoom={sample['id']}&zl={zoom_label}", False),
+            ("05-evaluation", f"/s/{first}/scores", True),
+            ("06-compare", f"/compare?ids={first},{second}", True),
+        ]
+        args.out.mkdir(parents=True, exist_ok=True)
+        errors: list[str] = []
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+            page = browser.new_page(viewport={"width": 1440, "height": 960})
+            page.on("console", lambda m: errors.append(f"{page.url}: {m.text}") if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(f"{page.url}: {e}"))
+            for name, path, full_page in pages:
+                page.goto(url + path)
+                page.wait_for_load_state("networkidle")
+                page.wait_for_function(IMAGES_LOADED)
+                page.wait_for_timeout(300)
+                target = args.out / f"{name}.png"
+                page.screenshot(path=str(target), full_page=full_page)
+                print(f"wrote {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}")
+            browser.close()
+        shutdown(server)
+        if errors:
+            raise SystemExit("console errors:\n" + "\n".join(errors))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
