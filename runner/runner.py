@@ -582,8 +582,17 @@ class ImageClassificationRunner:
 
     def _explain(self, batch: Batch, items: list[Item], inputs: Tensor, pair_rows: list[int],
                  pair_labels: list[int], spec: DataSpec) -> None:
-        rows_t = torch.tensor(pair_rows, device=self.device)
+        pair_inputs = inputs[torch.tensor(pair_rows, device=self.device)]
         targets = torch.tensor(pair_labels, device=self.device)
+        everything = list(range(len(pair_rows)))
+
+        def take(pairs: list[int]) -> tuple[Tensor, Tensor]:
+            """The inputs and targets of some pairs (no copy for all of them, the usual case)."""
+            if pairs == everything:
+                return pair_inputs, targets
+            index = torch.tensor(pairs, device=self.device)
+            return pair_inputs[index], targets[index]
+
         pairs_of: dict[int, list[int]] = {}
         for pair, row in enumerate(pair_rows):
             pairs_of.setdefault(row, []).append(pair)
@@ -598,13 +607,13 @@ class ImageClassificationRunner:
             stage = f"explainer:{explainer.name}"
 
             def explain(pairs: list[int], explainer: Any = explainer) -> tuple[Tensor, Optional[Tensor], float]:
-                index = torch.tensor(pairs, device=self.device)
+                chosen_inputs, chosen_targets = take(pairs)
                 self._sync()
                 start = time.perf_counter()
                 if callable(getattr(explainer, "explain_with_delta", None)):
-                    maps, delta = explainer.explain_with_delta(inputs[rows_t[index]], targets[index])
+                    maps, delta = explainer.explain_with_delta(chosen_inputs, chosen_targets)
                 else:
-                    maps, delta = explainer.explain(inputs[rows_t[index]], targets[index]), None
+                    maps, delta = explainer.explain(chosen_inputs, chosen_targets), None
                 self._sync()
                 seconds = (time.perf_counter() - start) / len(pairs)
                 if not isinstance(maps, Tensor) or tuple(maps.shape) != (len(pairs), spec.height, spec.width):
@@ -616,6 +625,7 @@ class ImageClassificationRunner:
             results = self._guarded(stage, explain, pairs_of, items, batch.failures)
             good_pairs: list[int] = []
             good_maps: list[Tensor] = []
+            all_good: Optional[Tensor] = None
             for pairs, (maps, delta, seconds) in results:
                 finite = torch.isfinite(maps).flatten(1).all(1).cpu().tolist()
                 maps_cpu = maps.float().cpu().numpy()
@@ -629,13 +639,15 @@ class ImageClassificationRunner:
                                                          maps_cpu[i], seconds, deltas[i]))
                     good_pairs.append(pair)
                     good_maps.append(maps[i])
+                if pairs == everything and all(finite):
+                    all_good = maps
             if good_pairs and self.benchmarks:
                 order = sorted(range(len(good_pairs)), key=good_pairs.__getitem__)
-                self._score(batch, items, inputs, rows_t, targets, explainer,
-                            [good_pairs[i] for i in order], torch.stack([good_maps[i] for i in order]),
-                            pair_rows, pair_labels, masks)
+                maps = all_good if all_good is not None else torch.stack([good_maps[i] for i in order])
+                self._score(batch, items, take, explainer, [good_pairs[i] for i in order], maps, pair_rows,
+                            pair_labels, masks)
 
-    def _score(self, batch: Batch, items: list[Item], inputs: Tensor, rows_t: Tensor, targets: Tensor,
+    def _score(self, batch: Batch, items: list[Item], take: Callable[[list[int]], tuple[Tensor, Tensor]],
                explainer: Any, pairs: list[int], maps: Tensor, pair_rows: list[int], pair_labels: list[int],
                masks: dict[int, np.ndarray]) -> None:
         """Each benchmark once on all of the explainer's pairs of the batch (those with a mask if it needs one)."""
@@ -647,12 +659,13 @@ class ImageClassificationRunner:
                 groups.setdefault(pair_rows[pair], []).append(pair)
 
             def evaluate(subset: list[int], benchmark: Any = benchmark) -> Tensor:
-                index = torch.tensor(subset, device=self.device)
-                saliency = maps[torch.tensor([position[p] for p in subset], device=self.device)]
+                chosen_inputs, chosen_targets = take(subset)
+                saliency = maps if subset == pairs else maps[
+                    torch.tensor([position[p] for p in subset], device=self.device)]
                 mask_tensor = None
                 if benchmark.requires_masks:
                     mask_tensor = torch.from_numpy(np.stack([masks[p] for p in subset])).to(self.device)
-                values = benchmark.evaluate(self.network, inputs[rows_t[index]], targets[index], saliency,
+                values = benchmark.evaluate(self.network, chosen_inputs, chosen_targets, saliency,
                                             masks=mask_tensor, explainer=explainer, activation_fn=self.activation)
                 values = torch.as_tensor(values).detach().float().reshape(-1).cpu()
                 if values.shape[0] != len(subset):
