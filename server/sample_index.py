@@ -10,6 +10,8 @@ and sorting are numpy operations over them.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 import numpy as np
 
@@ -17,6 +19,7 @@ from xaiboard.store import QueryError, Summary
 from xaiboard.store.models import PREDICTION_TYPES
 from xaiboard.store.views import BoxView, PredictionView, SamplePage, SampleView
 
+ORDERS_KEPT = 32
 SORT_HELP = "use prob, uncertainty, name, id or score:<explainer>:<metric>, with a leading - for descending"
 
 
@@ -52,6 +55,9 @@ class SampleIndex:
         self.boxes = summary.box_columns()
         self.label_names = summary.label_names()
         self._scores: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+        # The ordered ids of the last filters and sorts: paging through one view re-uses its order.
+        self._orders: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
 
     def _score(self, explainer: str, metric: str) -> dict[str, np.ndarray]:
         key = (explainer, metric)
@@ -79,6 +85,21 @@ class SampleIndex:
                 raise QueryError(f"unknown prediction type {kind!r} (types are {', '.join(PREDICTION_TYPES)})")
         if offset < 0 or limit < 0:
             raise QueryError("offset and limit must not be negative")
+        key = (tuple(sorted(set(labels))), tuple(sorted(set(types))), sort)
+        with self._lock:
+            ordered_ids = self._orders.get(key)
+            if ordered_ids is not None:
+                self._orders.move_to_end(key)
+        if ordered_ids is None:
+            ordered_ids = self._order(list(key[0]), list(key[1]), sort)
+            with self._lock:
+                self._orders[key] = ordered_ids
+                while len(self._orders) > ORDERS_KEPT:
+                    self._orders.popitem(last=False)
+        return len(ordered_ids), [int(i) for i in ordered_ids[offset:offset + limit]]
+
+    def _order(self, labels: list[int], types: list[str], sort: str) -> np.ndarray:
+        """Every matching sample id in display order."""
         descending = sort.startswith("-")
         name = sort[1:] if descending else sort
         filtered = bool(labels or types)
@@ -115,9 +136,7 @@ class SampleIndex:
             raise QueryError(f"unknown sort key {sort!r} ({SORT_HELP})")
         missing = np.isnan(key)
         ordered = np.where(missing, 0.0, -key if descending else key)
-        order = np.lexsort((candidates, ordered, missing))
-        page = candidates[order[offset:offset + limit]] if offset < len(order) else candidates[:0]
-        return len(candidates), [int(i) for i in page]
+        return candidates[np.lexsort((candidates, ordered, missing))]
 
     def page(self, labels: Sequence[int], types: Sequence[str], sort: str, offset: int, limit: int) -> SamplePage:
         """A :class:`SamplePage` equal to ``summary.samples(labels, types, sort, offset, limit)``."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,12 @@ def install(app: Flask) -> None:
     def http_error(error: HTTPException) -> Response:
         if isinstance(error, InternalServerError):
             return error_response(500, "internal error (the server log has the details)")
-        response = error_response(error.code or 500, error.description or error.name)
+        message = error.description or error.name
+        if isinstance(error, SecurityError) and "trusted" in message:
+            message += (" The dashboard listens on the loopback address and only answers to localhost names (so that "
+                        "other web pages cannot read it); open it as http://localhost:PORT/ or serve it with "
+                        "--host 0.0.0.0, which has no authentication.")
+        response = error_response(error.code or 500, message)
         if error.code == 405 and error.response is None:
             allowed = getattr(error, "valid_methods", None)
             if allowed:
