@@ -1,4 +1,4 @@
-// Small helpers shared by every page: safe DOM building, API calls, formatting and URL state.
+// What every page shares: safe DOM building, API calls, formatting and URL state.
 // Text from datasets and models (class names, sample names) only ever goes into textContent, never innerHTML.
 
 export const TYPES = ["TP", "FN", "FP", "TN"];
