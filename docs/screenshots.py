@@ -1,7 +1,8 @@
 """Write PNG screenshots of every dashboard page to ``docs/screenshots/`` (``make screenshots``).
 
 Runs the demo (two digits runs with different seeds, to compare, and the multi-label shapes run, whose large view
-shows boxes) into a temporary folder, serves it with the real server and photographs each page in Chromium. Without
+shows boxes) into a temporary folder, serves it with the real server and photographs each page in Chromium; the
+list is taken while a further run is still writing, to show its progress. Without
 the runner (no torch), synthetic summaries from the server tests stand in. Fails when a page logs a console error.
 """
 
@@ -10,9 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -42,6 +46,30 @@ def write_summaries(base: Path, samples: int) -> None:
         run_demo(dataset=dataset, samples=count, out=base / f"seed-{seed}", serve=False, seed=seed, progress=False)
 
 
+def start_live_run(base: Path) -> subprocess.Popen | None:
+    """A demo run that is still going while the list is photographed (stopped afterwards), or None without the
+    runner."""
+    try:
+        import xaiboard.runner.demo  # noqa: F401
+    except ImportError:
+        return None
+    code = ("from xaiboard.runner.demo import run_demo; "
+            f"run_demo(dataset='shapes', samples=600, out={str(base / 'live')!r}, serve=False, seed=3, progress=False)")
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_until_running(url: str, seconds: float = 240) -> None:
+    """Until the list shows the live run with some samples written."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        with urllib.request.urlopen(url + "/api/v1/summaries") as response:
+            rows = json.load(response)["summaries"]
+        if any(r["path"].startswith("live") and r["status"] == "running" and r["progress"]["done"] for r in rows):
+            return
+        time.sleep(0.5)
+    raise SystemExit("the live demo run did not start writing samples in time")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=40, help="samples of the shapes run (twice as many digits)")
@@ -54,9 +82,11 @@ def main() -> None:
 
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     base = Path(tempfile.mkdtemp(prefix="xaiboard-screenshots-"))
+    live = None
     try:
         write_summaries(base, args.samples)
-        server = make_server(base, port=0, reload_interval=0)
+        live = start_live_run(base)
+        server = make_server(base, port=0, reload_interval=0.5)
         threading.Thread(target=server.run, daemon=True).start()
         url = f"http://127.0.0.1:{server.effective_port}"
         with urllib.request.urlopen(url + "/api/v1/summaries") as response:
@@ -86,6 +116,8 @@ def main() -> None:
             page.on("console", lambda m: errors.append(f"{page.url}: {m.text}") if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(f"{page.url}: {e}"))
             for name, path, full_page in pages:
+                if name == "01-summaries" and live is not None:
+                    wait_until_running(url)
                 page.goto(url + path)
                 page.wait_for_load_state("networkidle")
                 page.wait_for_function(IMAGES_LOADED)
@@ -93,11 +125,16 @@ def main() -> None:
                 target = args.out / f"{name}.png"
                 page.screenshot(path=str(target), full_page=full_page)
                 print(f"wrote {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}")
+                if live is not None and live.poll() is None:
+                    live.send_signal(signal.SIGINT)  # the run records itself as interrupted
+                    live.wait(timeout=60)
             browser.close()
         shutdown(server)
         if errors:
             raise SystemExit("console errors:\n" + "\n".join(errors))
     finally:
+        if live is not None and live.poll() is None:
+            live.kill()
         shutil.rmtree(base, ignore_errors=True)
 
 
