@@ -18,6 +18,7 @@ import argparse
 import http.client
 import itertools
 import json
+import os
 import random
 import re
 import shutil
@@ -131,6 +132,15 @@ class Server:
             connection.close()
         return response.status, body, elapsed
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time the server process has used so far (Linux), to report CPU per request next to latencies that
+        depend on what else the machine runs."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError, AttributeError):
+            return None
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=10)
@@ -210,8 +220,11 @@ def main() -> None:
         try:
             summary_id = json.loads(server.get("/api/v1/summaries")[1])["summaries"][0]["id"]
             measure_samples(server, summary_id, args.clients, 5, seed=99)  # warm-up: the summary's index
+            cpu = [server.cpu_seconds()]
             latencies, errors = measure_samples(server, summary_id, args.clients, args.requests, seed=1)
+            cpu.append(server.cpu_seconds())
             fresh, fresh_errors = measure_samples(server, summary_id, args.clients, args.requests, fresh_path, seed=2)
+            cpu.append(server.cpu_seconds())
         finally:
             server.stop()
 
@@ -229,12 +242,20 @@ def main() -> None:
 
     print()
     print(f"samples endpoint, pages of 50 with a label filter and a sort, {args.clients} concurrent clients:")
-    for title, values, failed in (("paging (random label, sort, page)", latencies, errors),
-                                  ("new filters (labels x types x sort)", fresh, fresh_errors)):
+    runs = (("paging (random label, sort, page)", latencies, errors, cpu[0], cpu[1]),
+            ("new filters (labels x types x sort)", fresh, fresh_errors, cpu[1], cpu[2]))
+    for title, values, failed, cpu_before, cpu_after in runs:
         p50, p99 = percentile(values, 50) * 1000, percentile(values, 99) * 1000
+        per_request = ("" if cpu_before is None or cpu_after is None
+                       else f"   server CPU {(cpu_after - cpu_before) / len(values) * 1000:4.1f} ms/request")
         print(f"  {title:<38} {len(values)} requests ({failed} failed)   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   "
               f"goal p99 < {GOAL_P99_MS:.0f} ms: {'met' if p99 < GOAL_P99_MS else 'MISSED'} "
-              f"(p99 / goal = {p99 / GOAL_P99_MS:.2f})")
+              f"(p99 / goal = {p99 / GOAL_P99_MS:.2f}){per_request}")
+    try:
+        load = "   load average of the machine: " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        load = ""
+    print(f"  ({os.cpu_count()} CPUs{load})")
     print(f"summary list over {listed} summaries (status {status}):")
     print(f"  server start-up incl. first scan {startup:6.2f} s")
     print(f"  first request {first * 1000:7.1f} ms   later requests median {statistics.median(again) * 1000:7.1f} ms   "
