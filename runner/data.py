@@ -294,7 +294,7 @@ class DataSource:
             raise InvalidInputError(f"data must be a Dataset, DataLoader or iterable of items, got {type(data).__name__}")
         self._indexed = hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(
             data, (IterableDataset, Mapping))
-        if not self._indexed and iter(data) is data:
+        if not self._indexed and not isinstance(data, DataLoader) and iter(data) is data:
             data = list(data)
             self._indexed = not self._collated
         self.data = data

@@ -277,8 +277,8 @@ class ImageClassificationRunner:
                 done = writer.done_sample_ids()
                 writer.set_progress(done=len(done), total=spec.count)
                 stop.install()
-                self._loop(writer, spec, done, stop, progress)
-            status = "interrupted" if stop.signum is not None else "complete"
+                finished = self._loop(writer, spec, done, stop, progress)
+            status = "complete" if finished else "interrupted"
         except KeyboardInterrupt:
             status, error = "interrupted", None
             raise
@@ -417,9 +417,11 @@ class ImageClassificationRunner:
             yield batch
 
     def _loop(self, writer: SummaryWriter, spec: DataSpec, done: set[int], stop: _StopRequest,
-              progress: bool) -> None:
+              progress: bool) -> bool:
         """Compute batch k+1 while a writer thread stores batch k (PNG encoding and SQLite hold the GIL only
-        between torch's kernels, so the two overlap). At most one batch waits to be stored."""
+        between torch's kernels, so the two overlap). At most one batch waits to be stored. Returns whether every
+        sample was done (False when a stop request cut the run short)."""
+        written = 0
         failed = 0
         with tqdm(total=spec.count, initial=len(done), unit="sample", desc=writer.directory.name,
                   disable=not progress, dynamic_ncols=True, file=sys.stderr, smoothing=0.1) as bar, \
@@ -427,10 +429,11 @@ class ImageClassificationRunner:
             pending: Optional[tuple[Future, Batch]] = None
 
             def finish(entry: tuple[Future, Batch]) -> None:
-                nonlocal failed
+                nonlocal failed, written
                 future, stored = entry
                 future.result()
                 failed += len({f.sample_id for f in stored.failures})
+                written += len(stored.samples)
                 bar.update(len(stored.samples))
                 if failed:
                     bar.set_postfix(failed=failed, refresh=False)
@@ -449,6 +452,7 @@ class ImageClassificationRunner:
                 raise
             if pending is not None:
                 finish(pending)
+        return len(done) + written >= spec.count
 
     # -- one batch -----------------------------------------------------------------------------------------------
 
