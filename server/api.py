@@ -7,6 +7,7 @@ parameter is a 400 naming it, every unknown id or sample a 404, and every error 
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from xaiboard.store.models import PREDICTION_TYPES
 from xaiboard.store.views import SampleView
 
 from . import figures, params, render, scoring
+from .cache import LruCache
 from .registry import Entry, Registry
 from .sample_index import SampleIndex
 from .security import ApiError
@@ -41,8 +43,12 @@ def registry() -> Registry:
     return current_app.extensions["xaiboard.registry"]
 
 
-def png_cache() -> render.PngCache:
+def png_cache() -> LruCache:
     return current_app.extensions["xaiboard.png_cache"]
+
+
+def json_cache() -> LruCache:
+    return current_app.extensions["xaiboard.json_cache"]
 
 
 def entry_of(summary_id: str) -> Entry:
@@ -224,10 +230,25 @@ def list_samples(summary_id: str) -> Response:
         offset = params.integer(request.args, "offset", 0, MAX_OFFSET)
         limit = params.integer(request.args, "limit", 20, MAX_PAGE)
         index = entry.memo("sample_index", lambda: SampleIndex(summary))
-        page = index.page(labels, types, sort, offset, limit)
+        total, ids = index.query(labels, types, sort, offset, limit)
         token = entry.token
-        samples = [sample_json(entry, sample, explainers, token) for sample in page.samples]
-    return jsonify(total=page.total, offset=offset, limit=limit, samples=samples)
+        # A sample's JSON is the same in every page it appears in (for one version of the file and one choice
+        # of explainers), so pages re-use it: paging, re-sorting and polling only assemble text.
+        shown = None if explainers is None else tuple(explainers)
+        cache = json_cache()
+        keys = [(entry.id, token, index.version, shown, sample_id) for sample_id in ids]
+        parts = [cache.get(key) for key in keys]
+        missing = [sample_id for sample_id, part in zip(ids, parts) if part is None]
+        if missing:
+            made = {view.id: json.dumps(sample_json(entry, view, explainers, token), ensure_ascii=False,
+                                        separators=(",", ":"))
+                    for view in index.views(missing)}
+            for i, (key, sample_id) in enumerate(zip(keys, ids)):
+                if parts[i] is None:
+                    parts[i] = made[sample_id]
+                    cache.put(key, parts[i])
+    body = f'{{"total":{total},"offset":{offset},"limit":{limit},"samples":[{",".join(parts)}]}}\n'
+    return Response(body, mimetype="application/json")
 
 
 @api.get("/summaries/<summary_id>/samples/<int:sample_id>")

@@ -15,7 +15,7 @@ from . import security
 from .api import api
 from .pages import pages
 from .registry import Registry
-from .render import PngCache
+from .cache import LruCache
 
 FRONTEND = Path(xaiboard.frontend.__file__).parent
 
@@ -59,7 +59,8 @@ def create_app(
     registry.scan()
     registry.start()
     app.extensions["xaiboard.registry"] = registry
-    app.extensions["xaiboard.png_cache"] = PngCache(cache_bytes)
+    app.extensions["xaiboard.png_cache"] = LruCache(cache_bytes)
+    app.extensions["xaiboard.json_cache"] = LruCache(cache_bytes // 4)
 
     versions = _asset_versions(FRONTEND / "static")
 

@@ -1,4 +1,4 @@
-"""Rendering stored relevance maps as heatmap or overlay PNGs (Pillow + numpy), with an in-process LRU cache.
+"""Rendering stored relevance maps as heatmap or overlay PNGs (Pillow + numpy).
 
 A map is first reduced to values in [0, 1] according to ``sign`` (which relevance to show), coloured with a
 colormap, and optionally blended over the display image with an opacity ``alpha``. Rendering is deterministic, so a
@@ -8,8 +8,6 @@ PNG can be cached by the parameters that produced it.
 from __future__ import annotations
 
 import io
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Optional
@@ -146,41 +144,3 @@ def colorbar(cmap: str, width: int = 256, height: int = 12) -> bytes:
         raise RenderError(f"cmap must be one of {', '.join(colormaps.NAMES)}, got {cmap!r}")
     row = colormaps.apply(cmap, np.linspace(0.0, 1.0, width))
     return png_bytes(Image.fromarray(np.repeat(row[None, :, :], height, axis=0)))
-
-
-class PngCache:
-    """A thread-safe LRU of rendered PNGs bounded by their total size in bytes."""
-
-    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[tuple, bytes] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key: tuple) -> Optional[bytes]:
-        with self._lock:
-            data = self._items.get(key)
-            if data is None:
-                self.misses += 1
-                return None
-            self._items.move_to_end(key)
-            self.hits += 1
-            return data
-
-    def put(self, key: tuple, data: bytes) -> None:
-        if len(data) > self.max_bytes:
-            return
-        with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self._bytes -= len(old)
-            self._items[key] = data
-            self._bytes += len(data)
-            while self._bytes > self.max_bytes:
-                _, evicted = self._items.popitem(last=False)
-                self._bytes -= len(evicted)
-
-    def __len__(self) -> int:
-        return len(self._items)

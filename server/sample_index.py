@@ -10,6 +10,7 @@ and sorting are numpy operations over them.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from xaiboard.store.models import PREDICTION_TYPES
 from xaiboard.store.views import BoxView, PredictionView, SamplePage, SampleView
 
 ORDERS_KEPT = 32
+_versions = itertools.count()
 SORT_HELP = "use prob, uncertainty, name, id or score:<explainer>:<metric>, with a leading - for descending"
 
 
@@ -37,6 +39,7 @@ class SampleIndex:
 
     def __init__(self, summary: Summary) -> None:
         self.summary = summary
+        self.version = next(_versions)  # tells apart the indexes of successive versions of one summary
         samples = summary.sample_columns()
         self.ids = samples["id"]
         self.max_prob = samples["max_prob"]

@@ -211,6 +211,18 @@ def test_samples_sort_by_name_and_pagination(client, base, a):
     assert get_json(client, f"/api/v1/summaries/{a}/samples?limit=100000")["limit"] == 200
 
 
+def test_pages_reuse_the_json_of_samples_already_sent(client, app, a):
+    cache = app.extensions["xaiboard.json_cache"]
+    url = f"/api/v1/summaries/{a}/samples?labels=2&sort=-prob&limit=7"
+    first = client.get(url)
+    hits = cache.hits
+    second = client.get(url)
+    assert second.data == first.data and cache.hits == hits + 7
+    resorted = get_json(client, f"/api/v1/summaries/{a}/samples?labels=2&sort=prob&limit=200")
+    by_id = {sample["id"]: sample for sample in resorted["samples"]}
+    assert all(by_id[sample["id"]] == sample for sample in first.get_json()["samples"])
+
+
 def test_samples_explainer_selection(client, a):
     data = get_json(client, f"/api/v1/summaries/{a}/samples?explainers=GradCAM&limit=5")
     maps = [m["explainer"] for s in data["samples"] for l in s["labels"] for m in l["saliency"]]

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from xaiboard.server import colormaps
-from xaiboard.server.render import PngCache, RenderError, RenderOptions, colorbar, normalise, render_image, render_saliency
+from xaiboard.server.cache import LruCache
+from xaiboard.server.render import RenderError, RenderOptions, colorbar, normalise, render_image, render_saliency
 from xaiboard.store import codec
 
 
@@ -75,8 +76,8 @@ def test_overlay_resizes_a_coarse_map_onto_the_image():
     assert decode(render_image(codec.encode_image(image), 24)).shape == (16, 24, 3)
 
 
-def test_png_cache_is_bounded_lru():
-    cache = PngCache(max_bytes=10)
+def test_cache_is_a_bounded_lru():
+    cache = LruCache(max_bytes=10)
     cache.put(("a",), b"12345")
     cache.put(("b",), b"12345")
     assert cache.get(("a",)) == b"12345"  # a is now the most recent
