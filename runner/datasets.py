@@ -16,6 +16,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 SHAPE_CLASSES = ["circle", "square", "triangle", "cross"]
+#: unlabelled look-alikes drawn now and then, so that the model can be fooled (false positives) as on real data
+DISTRACTORS = ["ring", "diamond"]
+DISTRACTOR_RATE = 0.25
 
 
 @dataclass
@@ -69,6 +72,11 @@ def _shape_mask(kind: str, size: int, image_size: int, row: int, col: int) -> np
         local = np.ones((size, size), dtype=bool)
     elif kind == "triangle":
         local = np.abs(cols - centre) <= (rows + 1) / size * size / 2
+    elif kind == "ring":
+        distance = (rows - centre) ** 2 + (cols - centre) ** 2
+        local = (distance <= (size / 2) ** 2) & (distance >= (0.3 * size) ** 2)
+    elif kind == "diamond":
+        local = np.abs(rows - centre) + np.abs(cols - centre) <= size / 2
     elif kind == "cross":
         bar = max(2, size // 3)
         low = (size - bar) // 2
@@ -81,25 +89,29 @@ def _shape_mask(kind: str, size: int, image_size: int, row: int, col: int) -> np
 
 
 def _shapes_image(rng: np.random.Generator, image_size: int) -> tuple[np.ndarray, list[int], list[tuple], dict]:
-    image = rng.normal(0.12, 0.04, (image_size, image_size, 3)).clip(0, 1)
+    image = rng.normal(0.15, 0.08, (image_size, image_size, 3)).clip(0, 1)
     taken = np.zeros((image_size, image_size), dtype=bool)
     labels: list[int] = []
     boxes: list[tuple[float, float, float, float]] = []
     masks: dict[int, np.ndarray] = {}
     for _ in range(int(rng.integers(1, 4))):
         for _attempt in range(30):
-            size = int(rng.integers(image_size // 5, image_size // 3 + 1))
+            size = int(rng.integers(image_size // 6, image_size // 3 + 1))
             row, col = (int(v) for v in rng.integers(0, image_size - size + 1, 2))
             if not taken[max(0, row - 1):row + size + 1, max(0, col - 1):col + size + 1].any():
                 break
         else:
             continue
-        label = int(rng.integers(len(SHAPE_CLASSES)))
-        mask = _shape_mask(SHAPE_CLASSES[label], size, image_size, row, col)
+        distractor = rng.random() < DISTRACTOR_RATE
+        label = int(rng.integers(len(DISTRACTORS) if distractor else len(SHAPE_CLASSES)))
+        kind = DISTRACTORS[label] if distractor else SHAPE_CLASSES[label]
+        mask = _shape_mask(kind, size, image_size, row, col)
         taken[row:row + size, col:col + size] = True
-        hue = rng.uniform(0.35, 1.0, 3)
+        hue = rng.uniform(0.25, 1.0, 3)
         hue[rng.integers(3)] = 1.0
         image[mask] = hue
+        if distractor:
+            continue
         ys, xs = np.nonzero(mask)
         labels.append(label)
         boxes.append((float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)))
@@ -109,7 +121,8 @@ def _shapes_image(rng: np.random.Generator, image_size: int) -> tuple[np.ndarray
 
 def shapes(n_train: int = 3000, n_test: int = 400, size: int = 40, seed: int = 0) -> DemoData:
     """Images with one to three coloured shapes (circle, square, triangle, cross; colours random, so the class is
-    the form), multi-label targets, exact boxes (tight bounds of the drawn pixels) and masks. Inputs are in [0, 1]."""
+    the form) on a noisy background, multi-label targets, exact boxes (tight bounds of the drawn pixels) and masks;
+    a quarter of the shapes are unlabelled look-alikes (ring, diamond). Inputs are in [0, 1]."""
     rng = np.random.default_rng(seed)
     train_images, train_targets, test_items = [], [], []
     for index in range(n_train + n_test):

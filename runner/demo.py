@@ -42,7 +42,7 @@ from .runner import ImageClassificationRunner  # noqa: E402
 
 DATASETS = ("digits", "shapes")
 IMAGE_SIZE = {"digits": 32, "shapes": 32}
-EPOCHS = {"digits": 6, "shapes": 8}
+EPOCHS = {"digits": 6, "shapes": 4}
 
 
 def _say(message: str) -> None:
