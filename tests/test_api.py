@@ -587,7 +587,6 @@ def test_server_never_imports_torch_or_captum(base):
 
 
 def test_live_run_grows_without_a_rescan(client, base):
-    from test_server_registry import write_summary  # noqa: F401  (same writer API as the fixture)
     from xaiboard.store import Batch, PredictionRecord, SampleRecord
 
     live = base.ids["live"]
