@@ -7,6 +7,7 @@ finished file opens from a read-only share.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sqlite3
@@ -58,15 +59,18 @@ def alembic_config() -> Config:
     return config
 
 
+@functools.cache
 def head_revision() -> str:
-    """The schema revision this xaiboard writes."""
+    """The schema revision this xaiboard writes (read once from the shipped revisions)."""
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
 
 
-def known_revisions() -> set[str]:
-    return {script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+@functools.cache
+def known_revisions() -> frozenset[str]:
+    """Every revision this xaiboard can upgrade from."""
+    return frozenset({script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()})
 
 
 def _on_connect(readonly: bool, foreign_keys: bool = True):
