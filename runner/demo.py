@@ -109,24 +109,21 @@ def demo_explainers(network: nn.Module, activation: str, seed: int) -> list[Any]
 
 
 def demo_benchmarks(image_size: int, seed: int) -> list[Any]:
-    """Every benchmark ``xaiboard.runner.benchmarks`` exports, with parameters sized for the demo."""
-    from . import benchmarks
+    """Every benchmark, with parameters sized for the demo's images."""
+    from .benchmarks import ClassSensitivity, Faithfulness, Localization, Randomization, Robustness, Sparseness
 
-    exported = set(getattr(benchmarks, "__all__", ()))
-    wanted: list[tuple[str, Callable[[], Any]]] = [
-        ("Faithfulness", lambda: benchmarks.Faithfulness("InsertionAUC", steps=16)),
-        ("Faithfulness", lambda: benchmarks.Faithfulness("DeletionAUC", steps=16)),
-        ("Faithfulness", lambda: benchmarks.Faithfulness("NaiveFaithfulness", steps=16)),
+    return [
+        Faithfulness("InsertionAUC", steps=16),
+        Faithfulness("DeletionAUC", steps=16),
+        Faithfulness("NaiveFaithfulness", steps=16),
         # 15 px is the pointing game's tolerance at 224x224; scaled to the demo's image size
-        ("Localization", lambda: benchmarks.Localization("PointingGame",
-                                                         tolerance=max(1.0, round(15 * image_size / 224)))),
-        ("Localization", lambda: benchmarks.Localization("IoSR")),
-        ("Robustness", lambda: benchmarks.Robustness(n_samples=2, seed=seed)),
-        ("ClassSensitivity", lambda: benchmarks.ClassSensitivity()),
-        ("Sparseness", lambda: benchmarks.Sparseness()),
-        ("Randomization", lambda: benchmarks.Randomization()),
+        Localization("PointingGame", tolerance=max(1.0, round(15 * image_size / 224))),
+        Localization("IoSR"),
+        Robustness(n_samples=2, seed=seed),
+        ClassSensitivity(),
+        Sparseness(),
+        Randomization(),
     ]
-    return [make() for name, make in wanted if name in exported]
 
 
 def run_demo(

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from xaiboard.runner import benchmarks
 from xaiboard.runner.datasets import shapes
 from xaiboard.runner.demo import run_demo
 from xaiboard.runner.models import SmallCNN, train_classifier
@@ -29,13 +28,6 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def _expected_metrics() -> list[str]:
-    exported = set(getattr(benchmarks, "__all__", ()))
-    families = {"InsertionAUC": "Faithfulness", "DeletionAUC": "Faithfulness", "NaiveFaithfulness": "Faithfulness",
-                "PointingGame": "Localization", "IoSR": "Localization"}
-    return [m for m in METRICS if families.get(m, m) in exported]
-
-
 @pytest.mark.slow
 def test_digits_demo_explains_with_everything_and_serves(tmp_path, capsys, monkeypatch):
     served = {}
@@ -53,7 +45,7 @@ def test_digits_demo_explains_with_everything_and_serves(tmp_path, capsys, monke
         run = summary.run()
         assert run.status == "complete" and run.task == "single-label" and run.num_parameters > 0
         assert [e.name for e in summary.explainers()] == EXPLAINERS
-        assert [m.name for m in summary.metrics()] == _expected_metrics()
+        assert [m.name for m in summary.metrics()] == METRICS
         counts = summary.counts()
         explained = [p for p in summary.predictions() if p.type is not None]
         assert counts["num_samples"] == 12 and counts["num_failures"] == 0
@@ -79,8 +71,7 @@ def test_shapes_demo_is_multi_label_with_exact_boxes(tmp_path, capsys):
                                                                 int(box.x):int(box.x + box.width)])
                 assert rows.min() == 0 and cols.min() == 0  # the box is tight on its shape
                 assert rows.max() == box.height - 1 and cols.max() == box.width - 1
-        if "Localization" in getattr(benchmarks, "__all__", ()):
-            assert len(summary.score_values("GradCAM", "PointingGame")) > 0
+        assert len(summary.score_values("GradCAM", "PointingGame")) > 0
 
 
 def test_demo_data_and_training_are_deterministic_for_a_seed():

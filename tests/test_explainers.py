@@ -131,11 +131,10 @@ def test_config_is_json_and_with_network_rebuilds_the_same_explainer(name, net, 
     assert not torch.allclose(rebound.explain(inputs, targets), explainer.explain(inputs, targets), atol=1e-6)
 
 
-@pytest.mark.parametrize("name", sorted(FACTORIES))
+# SmoothGrad draws its noise per call: the same call repeats exactly, another chunking draws other noise.
+@pytest.mark.parametrize("name", sorted(set(FACTORIES) - {"SmoothGrad"}))
 def test_maps_do_not_depend_on_how_pairs_are_chunked(name, net, batch):
     inputs, targets = batch
-    if name == "SmoothGrad":
-        pytest.skip("SmoothGrad draws its noise per call: the same call repeats, other chunkings differ")
     whole = FACTORIES[name](net).explain(inputs, targets)
     chunked = FACTORIES[name](net)
     chunked.batch_size = 2
