@@ -28,31 +28,17 @@ IMAGES_LOADED = ("() => [...document.querySelectorAll('img')].every((i) => i.com
 
 
 def write_summaries(base: Path, samples: int) -> None:
-    """The demo runs, or synthetic summaries when the runner cannot be imported."""
-    try:
-        from xaiboard.runner.demo import run_demo
-    except ImportError as error:
-        print(f"the runner is not available ({error}); using synthetic summaries", file=sys.stderr)
-        sys.path.insert(0, str(ROOT / "tests"))
-        from test_server_registry import write_summary
+    """The demo runs: two digits seeds (to compare) and the multi-label shapes."""
+    from xaiboard.runner.demo import run_demo
 
-        write_summary(base / "shapes" / "run-a", samples, ["Gradient", "GradCAM"], uncertainty=True, seed=1)
-        write_summary(base / "shapes" / "run-b", samples, ["Gradient", "IntegratedGradients"], uncertainty=False,
-                      seed=2)
-        return
     # Two digits runs draw different test splits; with enough samples a few digits are in both, to compare.
     for dataset, seed, count in (("digits", 0, 2 * samples), ("digits", 1, 2 * samples), ("shapes", 0, samples)):
         print(f"running the {dataset} demo with seed {seed} on {count} samples…", file=sys.stderr)
         run_demo(dataset=dataset, samples=count, out=base / f"seed-{seed}", serve=False, seed=seed, progress=False)
 
 
-def start_live_run(base: Path) -> subprocess.Popen | None:
-    """A demo run that is still going while the list is photographed (stopped afterwards), or None without the
-    runner."""
-    try:
-        import xaiboard.runner.demo  # noqa: F401
-    except ImportError:
-        return None
+def start_live_run(base: Path) -> subprocess.Popen:
+    """A demo run that is still going while the list is photographed (stopped afterwards)."""
     code = ("from xaiboard.runner.demo import run_demo; "
             f"run_demo(dataset='shapes', samples=600, out={str(base / 'live')!r}, serve=False, seed=3, progress=False)")
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -92,10 +78,7 @@ def main() -> None:
         with urllib.request.urlopen(url + "/api/v1/summaries") as response:
             rows = json.load(response)["summaries"]
         ids = {row["path"]: row["id"] for row in rows}
-        first, second = ids.get("seed-0/digits"), ids.get("seed-1/digits")
-        shapes = ids.get("seed-0/shapes")
-        if first is None:  # synthetic stand-ins
-            first, second, shapes = ids["shapes/run-a"], ids["shapes/run-b"], ids["shapes/run-a"]
+        first, second, shapes = ids["seed-0/digits"], ids["seed-1/digits"], ids["seed-0/shapes"]
         with urllib.request.urlopen(f"{url}/api/v1/summaries/{shapes}/samples?types=TP&limit=1") as response:
             sample = json.load(response)["samples"][0]
         zoom_label = next(label["index"] for label in sample["labels"] if label["type"] == "TP")
@@ -116,7 +99,7 @@ def main() -> None:
             page.on("console", lambda m: errors.append(f"{page.url}: {m.text}") if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(f"{page.url}: {e}"))
             for name, path, full_page in pages:
-                if name == "01-summaries" and live is not None:
+                if name == "01-summaries":
                     wait_until_running(url)
                 page.goto(url + path)
                 page.wait_for_load_state("networkidle")
@@ -125,7 +108,7 @@ def main() -> None:
                 target = args.out / f"{name}.png"
                 page.screenshot(path=str(target), full_page=full_page)
                 print(f"wrote {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}")
-                if live is not None and live.poll() is None:
+                if live.poll() is None:
                     live.send_signal(signal.SIGINT)  # the run records itself as interrupted
                     live.wait(timeout=60)
             browser.close()

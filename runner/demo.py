@@ -18,7 +18,7 @@ if "torch" not in sys.modules:
 
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Callable, Optional  # noqa: E402
+from typing import Any, Callable  # noqa: E402
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
@@ -155,29 +155,17 @@ def run_demo(
     _say(f"explained {counts['num_samples']} images in {time.perf_counter() - started:.1f} s: "
          f"{counts['num_saliency_maps']} maps, {counts['num_scores']} scores, {counts['num_failures']} failures")
     _say(f"summary: {summary_dir.resolve()}")
-    serving = _serving() if serve else None
-    if serving is None:
+    if not serve:
         _print_info(summary_dir)
-        if serve:
-            _say("the dashboard server is not available in this installation; browse the summary with "
-                 f"`xaiboard serve {out}` once it is")
         return summary_dir
-    serving(str(out), host=host, port=port, reload_interval=5.0)
+    from xaiboard.server.serving import serve as serve_dashboard
+
+    serve_dashboard(str(out), host=host, port=port, reload_interval=5.0)
     return summary_dir
-
-
-def _serving() -> Optional[Callable[..., None]]:
-    try:
-        from xaiboard.server.serving import serve
-    except ImportError:
-        return None
-    return serve
 
 
 def _print_info(summary_dir: Path) -> None:
     """What ``xaiboard info`` says about the summary."""
-    try:
-        from xaiboard.server.cli import info_command
-    except ImportError:
-        return
+    from xaiboard.server.cli import info_command
+
     info_command.main([str(summary_dir)], prog_name="xaiboard info", standalone_mode=False)

@@ -74,6 +74,17 @@ def start_summary(directory: Path, total: int) -> SummaryWriter:
     return writer
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models: a second CPU thread only adds synchronisation (and spins on a busy machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def make_summary(tmp_path: Path) -> Callable[..., Path]:
     """Write a finished synthetic summary with ``n`` samples in batches of 4; returns its directory."""

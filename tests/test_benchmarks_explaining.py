@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Callable, Optional
+from typing import Optional
 
 import pytest
 import torch

@@ -349,7 +349,8 @@ def test_compare_page_without_ids_lets_you_pick(page, url, base):
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """The runner's demo (digits, a small CNN trained in seconds) written into a fresh base directory and served."""
-    run_demo = pytest.importorskip("xaiboard.runner.demo").run_demo
+    from xaiboard.runner.demo import run_demo
+
     base = tmp_path_factory.mktemp("demo")
     directory = run_demo(dataset="digits", samples=24, out=base, serve=False, seed=0, progress=False)
     server, address = start_server(base)

@@ -19,13 +19,7 @@ METRICS = ["InsertionAUC", "DeletionAUC", "NaiveFaithfulness", "PointingGame", "
            "ClassSensitivity", "Sparseness", "Randomization"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """On a busy machine a second thread spins more than it computes for a CNN this small."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.slow

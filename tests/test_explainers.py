@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
-from collections import OrderedDict
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nets import TinyNet
 from xaiboard.runner.explainers import (
     RISE,
     Deconvolution,
@@ -29,28 +29,7 @@ CLASSES = 4
 SIZE = 12
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: a second thread only adds synchronisation on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-class TinyNet(nn.Module):
-    def __init__(self, channels: int = 3, classes: int = CLASSES) -> None:
-        super().__init__()
-        self.features = nn.Sequential(OrderedDict(
-            conv1=nn.Conv2d(channels, 6, 3, padding=1), bn1=nn.BatchNorm2d(6), relu1=nn.ReLU(),
-            pool1=nn.MaxPool2d(2), conv2=nn.Conv2d(6, 8, 3, padding=1), relu2=nn.ReLU(),
-        ))
-        self.pool = nn.AdaptiveAvgPool2d(2)
-        self.dropout = nn.Dropout(0.25)
-        self.fc = nn.Linear(32, classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(self.pool(self.features(x)).flatten(1)))
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class QuadrantNet(nn.Module):

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
+from nets import TinyNet
 from xaiboard.runner import ImageClassificationRunner, InvalidInputError
 from xaiboard.runner.explainers import Explainer, GradCAM, Gradient, IntegratedGradients
 from xaiboard.store import Summary
@@ -25,27 +25,7 @@ CLASSES = ["cat", "dog", "bird", "fish"]
 SIZE = 12
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-class TinyNet(nn.Module):
-    def __init__(self, channels: int = 3, classes: int = len(CLASSES)) -> None:
-        super().__init__()
-        self.features = nn.Sequential(OrderedDict(
-            conv1=nn.Conv2d(channels, 6, 3, padding=1), bn1=nn.BatchNorm2d(6), relu1=nn.ReLU(),
-            pool1=nn.MaxPool2d(2), conv2=nn.Conv2d(6, 8, 3, padding=1), relu2=nn.ReLU(),
-        ))
-        self.pool = nn.AdaptiveAvgPool2d(2)
-        self.dropout = nn.Dropout(0.25)
-        self.fc = nn.Linear(32, classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(self.pool(self.features(x)).flatten(1)))
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class MaxOfMap:

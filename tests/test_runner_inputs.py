@@ -3,33 +3,19 @@
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from nets import TinyNet
 from xaiboard.runner import ImageClassificationRunner, InvalidInputError
 from xaiboard.runner.data import DataSource
 from xaiboard.runner.explainers import GradCAM, Gradient, Occlusion
 
 CLASSES = ["cat", "dog", "bird", "fish"]
 SIZE = 12
-
-
-class TinyNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = nn.Sequential(OrderedDict(
-            conv1=nn.Conv2d(3, 6, 3, padding=1), relu1=nn.ReLU(), pool1=nn.MaxPool2d(2),
-            conv2=nn.Conv2d(6, 8, 3, padding=1), relu2=nn.ReLU(),
-        ))
-        self.pool = nn.AdaptiveAvgPool2d(2)
-        self.fc = nn.Linear(32, len(CLASSES))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.pool(self.features(x)).flatten(1))
 
 
 def good_items(count: int = 4) -> list[dict]:
@@ -90,7 +76,7 @@ DATA_CASES = {
 @pytest.mark.parametrize("case", sorted(DATA_CASES))
 def test_bad_data_is_refused_before_anything_is_written(tmp_path, case):
     items, message = DATA_CASES[case]
-    net = TinyNet()
+    net = TinyNet(batchnorm=False, dropout=None)
     runner = ImageClassificationRunner(tmp_path / "run", net, items, CLASSES)
     runner.register_saliency([Gradient(net)])
     with pytest.raises(InvalidInputError, match=message):
@@ -99,7 +85,7 @@ def test_bad_data_is_refused_before_anything_is_written(tmp_path, case):
 
 
 def runner_with(tmp_path, **kwargs):
-    net = kwargs.pop("network", None) or TinyNet()
+    net = kwargs.pop("network", None) or TinyNet(batchnorm=False, dropout=None)
     classes = kwargs.pop("classes", CLASSES)
     return ImageClassificationRunner(tmp_path / "run", net, good_items(), classes, **kwargs)
 
@@ -123,7 +109,7 @@ ARGUMENT_CASES = {
         lambda tmp: runner_with(tmp, network=nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(),
                                                           nn.LazyLinear(4))).run(progress=False),
         r"the model fails on item 0 \(image shape \(3, 12, 12\)\): RuntimeError"),
-    "layer name that does not exist": (lambda tmp: GradCAM(TinyNet(), "features.conv3"),
+    "layer name that does not exist": (lambda tmp: GradCAM(TinyNet(batchnorm=False, dropout=None), "features.conv3"),
                                        r"layer 'features.conv3' does not exist in TinyNet \(close names: "
                                        r"features.conv2, features.conv1"),
     "layer without feature maps": (
@@ -136,12 +122,12 @@ ARGUMENT_CASES = {
         lambda tmp: _register(runner_with(tmp), lambda net: Gradient(net), lambda net: Gradient(net)),
         r"two explainers are named 'Gradient'; pass name=... to tell them apart"),
     "explainer of another network": (
-        lambda tmp: runner_with(tmp).register_saliency([Gradient(TinyNet())]),
+        lambda tmp: runner_with(tmp).register_saliency([Gradient(TinyNet(batchnorm=False, dropout=None))]),
         r"explainer 'Gradient' was built for another network than the runner's; use explainer.with_network"),
     "benchmark lacking the interface": (
         lambda tmp: runner_with(tmp).register_saliency([], [object()]),
         r"benchmark 'object' lacks name, higher_is_better, range"),
-    "data that is not iterable": (lambda tmp: ImageClassificationRunner(tmp / "run", TinyNet(), 42, CLASSES),
+    "data that is not iterable": (lambda tmp: ImageClassificationRunner(tmp / "run", TinyNet(batchnorm=False, dropout=None), 42, CLASSES),
                                   r"data must be a Dataset, DataLoader or iterable of items, got int"),
 }
 

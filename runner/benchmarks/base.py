@@ -8,12 +8,13 @@ model's device.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import torch
 from torch import Tensor
+
+from ..explainers.base import eval_mode
 
 ActivationFn = Callable[[Tensor], Tensor]
 BaselineSpec = Union[str, Tensor]
@@ -178,18 +179,6 @@ def resolve_activation(activation_fn: Union[ActivationFn, str, None]) -> Activat
     if not callable(activation_fn):
         raise TypeError(f"activation_fn must be callable, got {type(activation_fn).__name__}")
     return activation_fn
-
-
-@contextlib.contextmanager
-def eval_mode(network: torch.nn.Module) -> Iterator[None]:
-    """Put every module in eval mode for the block and restore each module's own mode after."""
-    modes = [(module, module.training) for module in network.modules()]
-    network.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
 
 
 # -- model evaluation ----------------------------------------------------------------------------------------------
