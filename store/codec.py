@@ -7,6 +7,8 @@ gives back every value within (max - min) / 65535 / 2.
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -61,7 +63,25 @@ def encode_map(relevance: np.ndarray) -> tuple[bytes, float, float]:
         levels = np.rint((values - vmin) / span * MAP_LEVELS).astype(np.uint16)
     else:
         levels = np.zeros(values.shape, dtype=np.uint16)
-    return _png(Image.fromarray(levels)), vmin, vmax
+    return _gray16_png(levels), vmin, vmax
+
+
+def _gray16_png(levels: np.ndarray) -> bytes:
+    """A 16-bit grayscale PNG written directly: no per-row filter search, one zlib pass at level 1.
+
+    The runner encodes every map it computes; this is about three times faster than Pillow's encoder for the
+    same (standard) file, a few percent larger.
+    """
+    height, width = levels.shape
+    rows = np.zeros((height, 1 + 2 * width), dtype=np.uint8)  # each row: filter type 0, then big-endian samples
+    rows[:, 1:] = levels.astype(">u2").view(np.uint8).reshape(height, 2 * width)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 16, 0, 0, 0, 0)  # bit depth 16, grayscale, no interlace
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), 1))
+            + chunk(b"IEND", b""))
 
 
 def decode_map(data: bytes, vmin: float, vmax: float) -> np.ndarray:

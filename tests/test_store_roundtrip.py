@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import CLASSES, EXPLAINERS, start_summary, synthetic_batch
 from xaiboard.store import QueryError, Summary, SummaryError, SummaryWriter
@@ -76,6 +78,8 @@ def test_maps_within_precision(written):
             assert np.abs(decoded - record.map).max() <= span / 65535 + 1e-6
             row = summary.saliency_record(record.sample_id, record.label_index, record.explainer)
             assert (row.seconds, row.delta) == (record.seconds, record.delta)
+            picture = Image.open(io.BytesIO(row.map_png))
+            assert (picture.format, picture.mode, picture.size) == ("PNG", "I;16", (16, 16)), "a standard 16-bit PNG"
 
 
 def test_constant_map_round_trips(tmp_path):
