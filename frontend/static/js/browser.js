@@ -366,16 +366,23 @@ function boxesOverlay(sample, labelIndex) {
   return svg;
 }
 
+// Each open (and each close) takes a new number; an answer that arrives after a newer open or a close is dropped,
+// so a slow request cannot reopen a view the user has just closed.
+let zoomRequest = 0;
+
 async function openZoom(sampleId, labelIndex) {
+  const request = ++zoomRequest;
   let sample;
   try {
     sample = await getJSON(`${API}/samples/${sampleId}`);
   } catch (error) {
+    if (request !== zoomRequest) return;
     fill(zoom, el("div", { class: "zoom-body" }, el("button", { type: "button", class: "button close", onclick: () => zoom.close() }, "Close")));
     showError(zoom.firstChild, error);
     if (!zoom.open) zoom.showModal();
     return;
   }
+  if (request !== zoomRequest) return;
   const explained = sample.labels.filter((l) => l.type);
   const labels = explained.length ? explained : sample.labels;
   let label = labels.find((l) => l.index === labelIndex) || labels[0];
@@ -418,6 +425,7 @@ async function openZoom(sampleId, labelIndex) {
 }
 
 zoom.addEventListener("close", () => {
+  zoomRequest += 1;
   state.zoom = null;
   state.zl = null;
   saveState();
