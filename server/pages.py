@@ -9,26 +9,11 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, current_app, render_template, send_file
+from flask import Blueprint, Response, abort, render_template, send_file
 
-from .registry import Entry, Registry
-from .security import ApiError
+from .api import entry_of
 
 pages = Blueprint("pages", __name__)
-
-
-def _registry() -> Registry:
-    return current_app.extensions["xaiboard.registry"]
-
-
-def _entry(summary_id: str) -> Entry:
-    entry = _registry().get(summary_id)
-    if entry is None:
-        raise ApiError(404, f"There is no summary with the id {summary_id[:80]!r} below this server's directory.")
-    entry.refresh()
-    if entry.summary is None:
-        raise ApiError(409, f"The summary {entry.path!r} cannot be read: {entry.error}")
-    return entry
 
 
 @pages.get("/")
@@ -38,13 +23,13 @@ def summary_list() -> str:
 
 @pages.get("/s/<summary_id>")
 def browser(summary_id: str) -> str:
-    entry = _entry(summary_id)
+    entry = entry_of(summary_id)
     return render_template("browser.html", page="browser", entry=entry, row=entry.row())
 
 
 @pages.get("/s/<summary_id>/scores")
 def scores(summary_id: str) -> str:
-    entry = _entry(summary_id)
+    entry = entry_of(summary_id)
     return render_template("scores.html", page="scores", entry=entry, row=entry.row())
 
 
