@@ -16,7 +16,7 @@ $(BIN)/python:
 # torch first and pinned: a loose requirement with no torch installed would fetch a multi-GB CUDA build.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,photos]"
 	touch $(STAMP)
 
 install: $(STAMP)
