@@ -126,7 +126,8 @@ def sample_json(entry: Entry, sample: SampleView, explainers: Optional[list[str]
 
 
 def png_response(data_key: tuple, entry: Entry, render_png) -> Response:
-    """A PNG with an ETag (answering 304 when it matches) from the cache or ``render_png()``."""
+    """An image with an ETag (answering 304 when it matches) from the cache or ``render_png()``: PNG, or the
+    format a stored photo has (WebP/JPEG), served with its content type."""
     etag = hashlib.sha256(repr((render.RENDER_VERSION, entry.id, entry.token, data_key)).encode()).hexdigest()[:32]
     immutable = request.args.get("v") == entry.token
     if etag in request.if_none_match:
@@ -137,7 +138,7 @@ def png_response(data_key: tuple, entry: Entry, render_png) -> Response:
         if data is None:
             data = render_png()
             png_cache().put(key, data)
-        response = Response(data, mimetype="image/png")
+        response = Response(data, mimetype=codec.image_mimetype(data))
     response.set_etag(etag)
     response.headers["Cache-Control"] = LONG_CACHE if immutable else "no-cache"
     return response
@@ -277,7 +278,7 @@ def image(summary_id: str, sample_id: int) -> Response:
 
     def draw() -> bytes:
         with reading(entry) as summary:
-            data = summary.image_png(sample_id, thumbnail=size is not None and size <= 128)
+            data = summary.image_data(sample_id)
         if data is None:
             raise ApiError(404, f"unknown sample {sample_id} in summary {entry.path!r}")
         return render.render_image(data, size)
@@ -298,13 +299,14 @@ def saliency(summary_id: str, sample_id: int, label_index: int, explainer: str) 
     def draw() -> bytes:
         with reading(entry) as summary:
             try:
-                record = summary.saliency_record(sample_id, label_index, explainer)
+                # At the image's size (a Grad-CAM map is stored at its layer's grid): as it was scored, and as
+                # overlays and heatmaps are shown.
+                relevance = summary.saliency_map(sample_id, label_index, explainer, full_size=True)
             except QueryError:
                 raise ApiError(404, f"unknown explainer {explainer[:60]!r} in summary {entry.path!r}") from None
-            if record is None:
+            if relevance is None:
                 raise ApiError(404, f"no {explainer[:60]} map for sample {sample_id}, label {label_index}")
-            relevance = codec.decode_map(record.map_png, record.vmin, record.vmax)
-            picture = summary.image_png(sample_id) if options.overlay else None
+            picture = summary.image_data(sample_id) if options.overlay else None
         return render.render_saliency(relevance, picture, options)
 
     return png_response(("saliency", sample_id, label_index, explainer, options.key()), entry, draw)

@@ -137,8 +137,9 @@ def serve_command(base_dir: str, host: str, port: int, reload_interval: float) -
 
 
 @main.command("demo")
-@click.option("--dataset", type=click.Choice(["digits", "shapes"]), default="digits", show_default=True,
-              help="digits: scikit-learn's handwritten digits, softmax; shapes: synthetic multi-label with boxes.")
+@click.option("--dataset", type=click.Choice(["digits", "shapes", "photos"]), default="digits", show_default=True,
+              help="digits: scikit-learn's handwritten digits, softmax; shapes: synthetic multi-label with boxes; "
+                   "photos: a pretrained EfficientNet-Lite0 on real photos, 224x224, 1000 classes.")
 @click.option("--samples", default=300, show_default=True, type=click.IntRange(min=1),
               help="How many test images to explain.")
 @click.option("--out", default="xaiboard-runs", show_default=True, type=click.Path(file_okay=False),
@@ -148,7 +149,8 @@ def serve_command(base_dir: str, host: str, port: int, reload_interval: float) -
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 def demo_command(dataset: str, samples: int, out: str, serve: bool, seed: int, host: str, port: int) -> None:
-    """Train a small CNN in seconds, explain and score its test images, and serve the dashboard."""
+    """Train a small CNN in seconds (or load the pretrained photo model), explain and score its test images, and
+    serve the dashboard."""
     from xaiboard.runner.demo import run_demo
 
     run_demo(dataset=dataset, samples=samples, out=out, serve=serve, seed=seed, host=host, port=port)

@@ -91,10 +91,19 @@ def build(name: str, table: Mapping[str, Any], args: Mapping[str, str]) -> dict[
                                      xaxis={"title": {"text": text(metric_name)}},
                                      yaxis={"title": {"text": "samples × labels"}}))
     elif name == "timings":
-        timings = table["timings"]
-        figure.add_bar(x=[text(t["explainer"]) for t in timings], y=[(t["seconds"] or 0.0) * 1000 for t in timings],
-                       marker={"color": [COLORS[i % len(COLORS)] for i in range(len(timings))]}, showlegend=False)
-        figure.update_layout(_layout("Mean time per map", yaxis={"title": {"text": "milliseconds"}}))
+        # Where time goes per explained (sample, label): the map, then each benchmark on it (stacked).
+        maps = {t["explainer"]: t["seconds"] for t in table["timings"]}
+        benchmarks = table.get("score_timings", [])
+        order = [e for e in table["explainers"] if e in maps or any(b["explainer"] == e for b in benchmarks)]
+        x = [text(e) for e in order]
+        figure.add_bar(name="explaining", x=x, y=[(maps.get(e) or 0.0) * 1000 for e in order],
+                       marker={"color": COLORS[0]})
+        per_metric = {(b["explainer"], b["metric"]): b["mean_seconds"] for b in benchmarks}
+        for i, metric in enumerate(dict.fromkeys(b["metric"] for b in benchmarks), 1):
+            figure.add_bar(name=text(metric), x=x, y=[(per_metric.get((e, metric)) or 0.0) * 1000 for e in order],
+                           marker={"color": COLORS[i % len(COLORS)]})
+        figure.update_layout(_layout("Mean time per explained pair: the map, then each benchmark", barmode="stack",
+                                     yaxis={"title": {"text": "milliseconds"}}))
     else:
         raise ApiError(404, f"unknown figure {name[:60]!r} (figures are {', '.join(NAMES)})")
     return json.loads(figure.to_json())

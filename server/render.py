@@ -1,8 +1,10 @@
 """Rendering stored relevance maps as heatmap or overlay PNGs (Pillow + numpy).
 
-A map is first reduced to values in [0, 1] according to ``sign`` (which relevance to show), coloured with a
-colormap, and optionally blended over the display image with an opacity ``alpha``. Rendering is deterministic, so a
-PNG can be cached by the parameters that produced it.
+A map stored at a coarser grid than its image (Grad-CAM's 7 x 7 layer grid) is first brought to the image's size
+by the bilinear upsampling the benchmarks scored it at (:func:`xaiboard.store.arrays.upsample`). It is then reduced
+to values in [0, 1] according to ``sign`` (which relevance to show), coloured with a colormap, and optionally
+blended over the display image with an opacity ``alpha``. Rendering is deterministic, so a PNG can be cached by the
+parameters that produced it. Display images keep their stored format (PNG, or WebP/JPEG for photos) when resized.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
+from xaiboard.store import arrays, codec
+
 from . import colormaps
 
 SIGNS = ("positive", "negative", "absolute", "all")
 MAX_SIZE = 1024
-RENDER_VERSION = "1"
+RENDER_VERSION = "2"
 
 
 class RenderError(ValueError):
@@ -115,22 +119,33 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def render_image(image_png: bytes, size: Optional[int] = None) -> bytes:
-    """The display image as PNG, resized so its long side is ``size`` when given."""
+def render_image(data: bytes, size: Optional[int] = None) -> bytes:
+    """The display image as stored, resized so its long side is ``size`` when given (in the same format)."""
     if size is None:
-        return image_png
-    image = Image.open(io.BytesIO(image_png))
+        return data
+    image = Image.open(io.BytesIO(data))
+    fmt = image.format
     image = image.convert("RGBA" if image.mode in ("RGBA", "LA", "P") else "RGB")
-    return png_bytes(_resize_image(image, _target_size(image.width, image.height, size)))
+    resized = _resize_image(image, _target_size(image.width, image.height, size))
+    if fmt in ("WEBP", "JPEG"):
+        return codec.encode_lossy(resized.convert("RGB"), fmt)
+    return png_bytes(resized)
 
 
-def render_saliency(relevance: np.ndarray, image_png: Optional[bytes], options: RenderOptions) -> bytes:
-    """A map as a coloured heatmap PNG, or blended over the display image when ``options.overlay``."""
+def render_saliency(relevance: np.ndarray, image: Optional[bytes], options: RenderOptions,
+                    image_size: Optional[tuple[int, int]] = None) -> bytes:
+    """A map as a coloured heatmap PNG, or blended over the display image (PNG/WebP/JPEG bytes) when
+    ``options.overlay``. A map smaller than the image (or than ``image_size`` = (height, width), for a heatmap) is
+    upsampled to it first."""
+    picture = Image.open(io.BytesIO(image)).convert("RGB") if options.overlay and image is not None else None
+    if picture is not None:
+        image_size = (picture.height, picture.width)
+    if image_size is not None:
+        relevance = arrays.upsample(relevance, image_size)
     values = normalise(relevance, options.sign)
-    if options.overlay and image_png is not None:
-        image = Image.open(io.BytesIO(image_png)).convert("RGB")
-        target = _target_size(image.width, image.height, options.size)
-        base = np.asarray(_resize_image(image, target), dtype=np.float64)
+    if picture is not None:
+        target = _target_size(picture.width, picture.height, options.size)
+        base = np.asarray(_resize_image(picture, target), dtype=np.float64)
         heat = colormaps.apply(options.cmap, _resize_values(values, target)).astype(np.float64)
         blended = (1.0 - options.alpha) * base + options.alpha * heat
         return png_bytes(Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8)))

@@ -178,6 +178,7 @@ class SampleIndex:
                 predictions.append(PredictionView(
                     label, self.label_names.get(label, str(label)), probs[j], truths[j] or label in truth,
                     PREDICTION_TYPES[types[j]], sds[j], lowers[j], uppers[j], tuple(explainers.get(label, ())),
+                    int(sample_id),
                 ))
             boxes = tuple(BoxView(*(column[j] for column in box_columns)) for j in range(b.starts[k], b.stops[k]))
             row = rows[k]

@@ -105,12 +105,16 @@ def score_table(summary: Summary) -> dict[str, Any]:
                 "distribution": _histogram(values, *metric["range"]),
             })
     timings = summary.explainer_timings()
+    score_timings = summary.score_timings()
     return {
         "explainers": explainers,
         "metrics": metrics,
         "labels": [{"index": index, "name": name} for index, name in names.items()],
         "scores": scores,
         "timings": [{"explainer": e, **timings[e]} for e in explainers if e in timings],
+        # where benchmark time went: mean and total seconds per scored pair, per explainer and metric
+        "score_timings": [{"explainer": e, "metric": m, **t} for (e, m), t in score_timings.items()
+                          if t["count"]],
     }
 
 

@@ -15,6 +15,7 @@ from .records import (
     BoxRecord,
     FailureRecord,
     PredictionRecord,
+    ProbabilityRecord,
     SaliencyRecord,
     SampleRecord,
     ScoreRecord,
@@ -26,7 +27,7 @@ from .discovery import contained_path, find_summary_dirs
 
 __all__ = [
     "Batch", "BoxRecord", "CorruptSummaryError", "DB_NAME", "FailureRecord", "NewerSummaryError", "NotASummaryError",
-    "OutdatedSummaryError", "PredictionRecord", "QueryError", "SaliencyRecord", "SampleRecord", "ScoreRecord",
-    "Summary", "SummaryError", "SummaryWriter", "contained_path", "find_summary_dirs", "head_revision", "is_summary_dir",
-    "upgrade",
+    "OutdatedSummaryError", "PredictionRecord", "ProbabilityRecord", "QueryError", "SaliencyRecord", "SampleRecord",
+    "ScoreRecord", "Summary", "SummaryError", "SummaryWriter", "contained_path", "find_summary_dirs", "head_revision",
+    "is_summary_dir", "upgrade",
 ]

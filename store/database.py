@@ -253,8 +253,19 @@ def set_journal_mode(engine: Engine, mode: str, wait: float = 3.0) -> str:
                 time.sleep(0.1)
 
 
+def _vacuum(path: Path) -> None:
+    """Rewrite the file without the pages an upgrade freed (e.g. 0003 deletes most prediction rows)."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        connection.execute("VACUUM")
+    finally:
+        connection.close()
+
+
 def upgrade(directory: str | Path) -> tuple[str, str, Path | None]:
-    """Upgrade a summary to the head revision after copying its database to a timestamped backup.
+    """Upgrade a summary to the head revision after copying its database to a timestamped backup, then compact
+    the file.
 
     Returns (old revision, new revision, backup path); no backup is made when it is already at head.
     """
@@ -280,6 +291,8 @@ def upgrade(directory: str | Path) -> tuple[str, str, Path | None]:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
         set_journal_mode(engine, "delete")
+        engine.dispose()
+        _vacuum(path)
         return old, head, backup
     finally:
         engine.dispose()

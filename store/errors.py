@@ -1,4 +1,5 @@
-"""Errors raised when a directory cannot be opened as a summary; each message is one line a user can act on."""
+"""Errors of the store: a directory that cannot be opened as a summary, a query naming what it does not have; each
+message is one line a user can act on."""
 
 from __future__ import annotations
 
@@ -21,3 +22,7 @@ class OutdatedSummaryError(SummaryError):
 
 class NewerSummaryError(SummaryError):
     """The summary was written by a newer xaiboard than this one."""
+
+
+class QueryError(ValueError):
+    """A query parameter names something the summary does not have (a label, type, explainer or sort key)."""

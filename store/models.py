@@ -73,18 +73,19 @@ class Label(Base):
 
 class Sample(Base):
     """One explained input. ``id`` is its position in the dataset; a sample row exists only once all of its
-    predictions, maps and scores are written (the runner commits a batch at a time)."""
+    predictions, maps and scores are written (the runner commits a batch at a time). ``image`` is the display image
+    as PNG, or WebP/JPEG for photos (see :mod:`xaiboard.store.codec`); it is the last column so that reading the
+    others never pages through it."""
 
     __tablename__ = "samples"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     name: Mapped[str] = mapped_column(String(255), index=True)
-    image_png: Mapped[bytes] = mapped_column(LargeBinary)
-    thumbnail_png: Mapped[Optional[bytes]] = mapped_column(LargeBinary, nullable=True)
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     max_prob: Mapped[Optional[float]] = mapped_column(Float, nullable=True, index=True)
     max_sd: Mapped[Optional[float]] = mapped_column(Float, nullable=True, index=True)
+    image: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class GroundTruth(Base):
@@ -121,8 +122,9 @@ class Mask(Base):
 
 
 class Prediction(Base):
-    """The model's probability for one (sample, label). ``type`` is TP/FN/FP/TN for explained labels, NULL for
-    the others; ``sd``/``lower``/``upper`` hold the MC-dropout uncertainty when it was computed."""
+    """An explained label of a sample (``type`` TP/FN/FP/TN) with its probability and, when it was computed, the
+    MC-dropout uncertainty ``sd``/``lower``/``upper``. Only explained labels (and ground-truth ones, which the
+    runner always explains) have a row; every label's probability is in the sample's :class:`Probabilities`."""
 
     __tablename__ = "predictions"
     __table_args__ = (
@@ -139,6 +141,24 @@ class Prediction(Base):
     sd: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     lower: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     upper: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+
+
+class Probabilities(Base):
+    """Every label's probability of one sample (and with uncertainty its sd and 95% interval bounds) as float32
+    vectors indexed by label, in ``encoding`` ``f32z`` (see :mod:`xaiboard.store.arrays`); NaN where a label has no
+    value. ``num_labels`` counts the labels that have one."""
+
+    __tablename__ = "probabilities"
+    # counts() sums num_labels from this index instead of reading every row's vectors
+    __table_args__ = (Index("ix_probabilities_num_labels", "num_labels"),)
+
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), primary_key=True)
+    encoding: Mapped[str] = mapped_column(String(16))
+    num_labels: Mapped[int] = mapped_column(Integer)
+    probs: Mapped[bytes] = mapped_column(LargeBinary)
+    sd: Mapped[Optional[bytes]] = mapped_column(LargeBinary, nullable=True)
+    lower: Mapped[Optional[bytes]] = mapped_column(LargeBinary, nullable=True)
+    upper: Mapped[Optional[bytes]] = mapped_column(LargeBinary, nullable=True)
 
 
 class Explainer(Base):
@@ -166,7 +186,10 @@ class Metric(Base):
 
 
 class Saliency(Base):
-    """One relevance map: a 16-bit grayscale PNG at input resolution plus the raw min/max that undo the scaling."""
+    """One relevance map at the resolution its explainer produced (``height`` x ``width``, e.g. Grad-CAM's layer
+    grid), quantised between the raw ``vmin``/``vmax`` and encoded as ``encoding`` says (``png16``, ``q16``...; see
+    :mod:`xaiboard.store.arrays`). The blob ``data`` is the last column, so timings are read without paging
+    through maps."""
 
     __tablename__ = "saliency"
     __table_args__ = (Index("ix_saliency_explainer", "explainer_id"),)
@@ -174,15 +197,19 @@ class Saliency(Base):
     sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), primary_key=True)
     label_index: Mapped[int] = mapped_column(ForeignKey("labels.index"), primary_key=True)
     explainer_id: Mapped[int] = mapped_column(ForeignKey("explainers.id"), primary_key=True)
-    map_png: Mapped[bytes] = mapped_column(LargeBinary)
+    encoding: Mapped[str] = mapped_column(String(16), server_default="png16")
+    height: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    width: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
     vmin: Mapped[float] = mapped_column(Float)
     vmax: Mapped[float] = mapped_column(Float)
     seconds: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     delta: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Score(Base):
-    """One benchmark value per (explainer, metric, sample, label); NULL where the score is undefined (NaN)."""
+    """One benchmark value per (explainer, metric, sample, label); NULL where the score is undefined (NaN).
+    ``seconds`` is the time the benchmark spent on the pair (its call's time divided by the pairs it scored)."""
 
     __tablename__ = "scores"
     __table_args__ = (
@@ -195,6 +222,7 @@ class Score(Base):
     sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), primary_key=True)
     label_index: Mapped[int] = mapped_column(ForeignKey("labels.index"), primary_key=True)
     value: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    seconds: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
 
 
 class Failure(Base):

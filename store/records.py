@@ -33,8 +33,22 @@ class SampleRecord:
 
 
 @dataclass
+class ProbabilityRecord:
+    """Every label's probability of one sample, indexed by label (NaN: no value), and with uncertainty the same
+    vectors of sd and 95% interval bounds. Stored as float32, once per sample."""
+
+    sample_id: int
+    probs: np.ndarray
+    sd: Optional[np.ndarray] = None
+    lower: Optional[np.ndarray] = None
+    upper: Optional[np.ndarray] = None
+
+
+@dataclass
 class PredictionRecord:
-    """The probability of one label; ``type`` is TP/FN/FP/TN for an explained label and None otherwise."""
+    """An explained label (``type`` TP/FN/FP/TN) with its probability. Labels that are not explained need no
+    record when the sample has a :class:`ProbabilityRecord`; a record with ``type`` None only feeds the sample's
+    probability vector (built from its records when no ProbabilityRecord is given)."""
 
     sample_id: int
     label_index: int
@@ -48,7 +62,8 @@ class PredictionRecord:
 
 @dataclass
 class SaliencyRecord:
-    """One relevance map (HxW floats, higher = more evidence) of an explainer for a (sample, label)."""
+    """One relevance map (HxW floats, higher = more evidence) of an explainer for a (sample, label), at the
+    resolution the explainer produced it (e.g. Grad-CAM's layer grid); the store keeps that shape."""
 
     sample_id: int
     label_index: int
@@ -60,13 +75,15 @@ class SaliencyRecord:
 
 @dataclass
 class ScoreRecord:
-    """One benchmark value; NaN or inf is stored as NULL (undefined for that pair)."""
+    """One benchmark value; NaN or inf is stored as NULL (undefined for that pair). ``seconds``: the time the
+    benchmark spent on this pair."""
 
     explainer: str
     metric: str
     sample_id: int
     label_index: int
     value: float
+    seconds: Optional[float] = None
 
 
 @dataclass
@@ -85,6 +102,7 @@ class Batch:
 
     samples: list[SampleRecord] = field(default_factory=list)
     predictions: list[PredictionRecord] = field(default_factory=list)
+    probabilities: list[ProbabilityRecord] = field(default_factory=list)
     saliency: list[SaliencyRecord] = field(default_factory=list)
     scores: list[ScoreRecord] = field(default_factory=list)
     failures: list[FailureRecord] = field(default_factory=list)

@@ -1,21 +1,24 @@
-"""The reader of a summary directory: ``Summary.open(path)`` and typed queries for the server, the CLI and tests."""
+"""The reader of a summary directory: ``Summary.open(path)`` and typed queries for the server, the CLI and tests.
+
+The queries are grouped by what they read: pages of samples (:mod:`.pages`), scores (:mod:`.score_queries`) and
+whole columns for the server's index (:mod:`.columns`); this module has the rest.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from contextlib import nullcontext
-from functools import lru_cache
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-from sqlalchemy import Engine, and_, bindparam, case, func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from . import codec
+from . import arrays, codec
+from .columns import ColumnQueries
 from .database import open_readonly, writable_engine, db_path, current_revision, check_revision
-from .errors import NotASummaryError
+from .errors import NotASummaryError, QueryError
 from .models import (
     PREDICTION_TYPES,
     Box,
@@ -26,33 +29,30 @@ from .models import (
     Mask,
     Metric,
     Prediction,
+    Probabilities,
     Run,
     Sample,
     Saliency,
     Score,
 )
+from .pages import SORT_KEYS, SampleQueries
+from .predictions import merge, vectors_of
+from .records import ProbabilityRecord
+from .score_queries import ScoreQueries
 from .views import (
-    Aggregate,
     BoxView,
-    ClassAggregate,
     ExplainerView,
     FailureView,
     LabelView,
     MetricView,
     PredictionView,
     RunView,
-    SamplePage,
-    SampleView,
 )
 
-SORT_KEYS = ("prob", "uncertainty", "name", "id")
+__all__ = ["QueryError", "SORT_KEYS", "Summary", "iso"]
 
 
-class QueryError(ValueError):
-    """A query parameter names something the summary does not have (a label, type, explainer or sort key)."""
-
-
-class Summary:
+class Summary(SampleQueries, ScoreQueries, ColumnQueries):
     """An opened summary directory. Read-only by default; cheap to keep open (one small connection pool)."""
 
     def __init__(self, path: Path, engine: Engine, revision: str) -> None:
@@ -123,14 +123,16 @@ class Summary:
             ]
 
     def counts(self) -> dict[str, int]:
-        """How many rows of each kind the summary holds."""
+        """How many of each kind the summary holds; ``num_predictions`` counts the (sample, label) probabilities it
+        answers, explained or not."""
         with self._session() as session:
             def count(model: Any) -> int:
                 return session.execute(select(func.count()).select_from(model)).scalar_one()
 
             return {
                 "num_samples": count(Sample),
-                "num_predictions": count(Prediction),
+                "num_predictions": session.execute(
+                    select(func.coalesce(func.sum(Probabilities.num_labels), 0))).scalar_one(),
                 "num_saliency_maps": count(Saliency),
                 "num_scores": count(Score),
                 "num_failures": count(Failure),
@@ -199,139 +201,6 @@ class Summary:
             if label not in known:
                 raise QueryError(f"unknown label {label} (labels are 0..{len(known) - 1})")
 
-    # -- samples -------------------------------------------------------------------------------------------------
-
-    def samples(
-        self,
-        labels: Sequence[int] | None = None,
-        types: Sequence[str] | None = None,
-        sort: str = "id",
-        offset: int = 0,
-        limit: int = 50,
-    ) -> SamplePage:
-        """A page of samples whose explained labels match the filters, sorted.
-
-        A sample matches when one of its explained labels is in ``labels`` (if given) with a type in ``types`` (if
-        given). Sort keys: ``prob``, ``uncertainty`` (the highest over the matching labels), ``name``, ``id`` and
-        ``score:<explainer>:<metric>`` (the highest score over the matching labels; samples without one come last);
-        a leading ``-`` sorts descending.
-        """
-        labels = list(labels or [])
-        types = list(types or [])
-        self._check_labels(labels)
-        for kind in types:
-            if kind not in PREDICTION_TYPES:
-                raise QueryError(f"unknown prediction type {kind!r} (types are {', '.join(PREDICTION_TYPES)})")
-        if offset < 0 or limit < 0:
-            raise QueryError("offset and limit must not be negative")
-        descending = sort.startswith("-")
-        key_name = sort[1:] if descending else sort
-
-        conditions = [Prediction.type.is_not(None)]
-        if labels:
-            conditions.append(Prediction.label_index.in_(labels))
-        if types:
-            conditions.append(Prediction.type.in_(types))
-        filtered = bool(labels or types)
-
-        query = select(Sample.id, Sample.name, Sample.width, Sample.height)
-        if filtered:
-            matching = (
-                select(
-                    Prediction.sample_id.label("sample_id"),
-                    func.max(Prediction.prob).label("prob"),
-                    func.max(Prediction.sd).label("sd"),
-                )
-                .where(*conditions)
-                .group_by(Prediction.sample_id)
-                .subquery()
-            )
-            query = query.join(matching, matching.c.sample_id == Sample.id)
-            prob_key, sd_key = matching.c.prob, matching.c.sd
-        else:
-            prob_key, sd_key = Sample.max_prob, Sample.max_sd
-        count_query = select(func.count()).select_from(query.subquery())
-
-        if key_name == "prob":
-            key = prob_key
-        elif key_name == "uncertainty":
-            key = sd_key
-        elif key_name == "name":
-            key = Sample.name
-        elif key_name == "id":
-            key = Sample.id
-        elif key_name.startswith("score:") and key_name.count(":") == 2:
-            _, explainer, metric = key_name.split(":")
-            scores = select(Score.sample_id.label("sample_id"), func.max(Score.value).label("value")).where(
-                Score.explainer_id == self._explainer_id(explainer), Score.metric_id == self._metric_id(metric)
-            )
-            if filtered:
-                scores = scores.join(
-                    Prediction,
-                    and_(Prediction.sample_id == Score.sample_id, Prediction.label_index == Score.label_index),
-                ).where(*conditions)
-            score_table = scores.group_by(Score.sample_id).subquery()
-            query = query.outerjoin(score_table, score_table.c.sample_id == Sample.id)
-            key = score_table.c.value
-        else:
-            raise QueryError(
-                f"unknown sort key {sort!r} (use prob, uncertainty, name, id or score:<explainer>:<metric>,"
-                " with a leading - for descending)"
-            )
-        order = [case((key.is_(None), 1), else_=0), key.desc() if descending else key.asc(), Sample.id]
-        page = query.order_by(*order).offset(offset).limit(limit)
-        with self._session() as session:
-            total = session.execute(count_query).scalar_one()
-            rows = session.execute(page).all()
-        return SamplePage(total, self._sample_views(rows, explained_only=True))
-
-    def sample(self, sample_id: int) -> Optional[SampleView]:
-        """One sample with every label (explained or not), its boxes and which maps exist; None if unknown."""
-        with self._session() as session:
-            rows = session.execute(
-                select(Sample.id, Sample.name, Sample.width, Sample.height).where(Sample.id == sample_id)
-            ).all()
-        views = self._sample_views(rows, explained_only=False)
-        return views[0] if views else None
-
-    def _sample_views(self, rows: Sequence[Any], explained_only: bool, connection: Any = None) -> list[SampleView]:
-        ids = [row[0] for row in rows]
-        if not ids:
-            return []
-        names = self.label_names()
-        queries = _view_queries()
-        parameters = {"ids": ids}
-        # Plain Core execution on one connection of statements built once: without the ORM session's and the
-        # statement construction's per-query cost, which dominated pages of samples.
-        with self.engine.connect() if connection is None else nullcontext(connection) as session:
-            predictions = session.execute(
-                queries["explained" if explained_only else "predictions"], parameters).all()
-            maps = session.execute(queries["maps"], parameters).all()
-            boxes = session.execute(queries["boxes"], parameters).all()
-            truth = session.execute(queries["truth"], parameters).all()
-        explainers_of: dict[tuple[int, int], list[str]] = defaultdict(list)
-        for sample_id, label_index, explainer in maps:
-            explainers_of[(sample_id, label_index)].append(explainer)
-        truth_of = defaultdict(set)
-        for sample_id, label_index in truth:
-            truth_of[sample_id].add(label_index)
-        labels_of: dict[int, list[PredictionView]] = defaultdict(list)
-        for p in predictions:
-            labels_of[p.sample_id].append(
-                PredictionView(
-                    p.label_index, names.get(p.label_index, str(p.label_index)), p.prob,
-                    p.ground_truth or p.label_index in truth_of[p.sample_id], p.type, p.sd, p.lower, p.upper,
-                    tuple(explainers_of[(p.sample_id, p.label_index)]),
-                )
-            )
-        boxes_of: dict[int, list[BoxView]] = defaultdict(list)
-        for b in boxes:
-            boxes_of[b.sample_id].append(BoxView(b.label_index, b.x, b.y, b.width, b.height))
-        return [
-            SampleView(sample_id, name, width, height, tuple(labels_of[sample_id]), tuple(boxes_of[sample_id]))
-            for sample_id, name, width, height in rows
-        ]
-
     def sample_ids(self) -> list[int]:
         with self._session() as session:
             return list(session.execute(select(Sample.id).order_by(Sample.id)).scalars())
@@ -340,18 +209,15 @@ class Summary:
         with self._session() as session:
             return dict(session.execute(select(Sample.id, Sample.name)).all())
 
-    def image_png(self, sample_id: int, thumbnail: bool = False) -> Optional[bytes]:
-        """The display image as PNG (a thumbnail when asked and the image is large); None if unknown."""
+    def image_data(self, sample_id: int) -> Optional[bytes]:
+        """The display image as stored: PNG, or WebP/JPEG for photos (:func:`codec.image_mimetype` tells which);
+        None if unknown."""
         with self._session() as session:
-            row = session.execute(
-                select(Sample.image_png, Sample.thumbnail_png).where(Sample.id == sample_id)
-            ).first()
-        if row is None:
-            return None
-        return row[1] if thumbnail and row[1] is not None else row[0]
+            return session.execute(select(Sample.image).where(Sample.id == sample_id)).scalar_one_or_none()
 
     def image(self, sample_id: int) -> Optional[np.ndarray]:
-        data = self.image_png(sample_id)
+        """The display image as an HxWx3 uint8 array; None if unknown."""
+        data = self.image_data(sample_id)
         return None if data is None else codec.decode_image(data)
 
     def ground_truth(self, sample_id: int) -> list[int]:
@@ -370,24 +236,40 @@ class Summary:
         return {label: codec.decode_mask(data) for label, data in rows}
 
     def predictions(self, sample_id: int | None = None, explained_only: bool = False) -> list[PredictionView]:
-        """Predictions of one sample or of all samples, ordered by sample then label."""
+        """Every label's prediction of one sample or of all samples, ordered by sample then label (only the
+        explained labels with ``explained_only``). Unexplained labels have ``type`` None and come from the
+        sample's probability vectors (float32)."""
         names = self.label_names()
         query = select(Prediction).order_by(Prediction.sample_id, Prediction.label_index)
+        vector_query = select(Probabilities).order_by(Probabilities.sample_id)
         if sample_id is not None:
             query = query.where(Prediction.sample_id == sample_id)
+            vector_query = vector_query.where(Probabilities.sample_id == sample_id)
         if explained_only:
             query = query.where(Prediction.type.is_not(None))
         with self._session() as session:
-            return [
-                PredictionView(p.label_index, names.get(p.label_index, str(p.label_index)), p.prob, p.ground_truth,
-                               p.type, p.sd, p.lower, p.upper)
-                for p in session.scalars(query)
-            ]
+            rows_of: dict[int, list[Prediction]] = defaultdict(list)
+            for row in session.scalars(query):
+                rows_of[row.sample_id].append(row)
+            if explained_only:
+                vectors: dict[int, ProbabilityRecord] = {}
+            else:
+                vectors = {row.sample_id: vectors_of(row) for row in session.scalars(vector_query)}
+        return [view for sample in sorted(set(rows_of) | set(vectors))
+                for view in merge(sample, rows_of.get(sample, []), vectors.get(sample), names)]
+
+    def probabilities(self, sample_id: int) -> Optional[ProbabilityRecord]:
+        """A sample's vectors indexed by label (``probs``, and ``sd``/``lower``/``upper`` with uncertainty; NaN
+        where a label has no value) as float32, without the explained rows' float64 values; None if unknown."""
+        with self._session() as session:
+            row = session.get(Probabilities, sample_id)
+            return None if row is None else vectors_of(row)
 
     # -- saliency ------------------------------------------------------------------------------------------------
 
     def saliency_record(self, sample_id: int, label_index: int, explainer: str) -> Optional[Saliency]:
-        """The stored row of a map (PNG, raw min/max, seconds, delta), or None."""
+        """The stored row of a map (``data`` in ``encoding``, ``height``/``width``, raw ``vmin``/``vmax``,
+        ``seconds``, ``delta``), or None."""
         explainer_id = self._explainer_id(explainer)
         with self._session() as session:
             row = session.get(Saliency, (sample_id, label_index, explainer_id))
@@ -395,73 +277,24 @@ class Summary:
                 session.expunge(row)
             return row
 
-    def saliency_map(self, sample_id: int, label_index: int, explainer: str) -> Optional[np.ndarray]:
-        """The relevance map as float32 HxW, within (max - min) / 65535 of the values written; None if absent."""
+    def saliency_map(self, sample_id: int, label_index: int, explainer: str, full_size: bool = False
+                     ) -> Optional[np.ndarray]:
+        """The relevance map as float32 at the resolution the explainer produced it (e.g. 7 x 7 for Grad-CAM),
+        within (max - min) / 65535 / 2 of the values written at the default precision; None if absent.
+
+        ``full_size=True`` gives it at the sample's image size instead, upsampled bilinearly with half-pixel
+        centres as ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False)`` does
+        (:func:`xaiboard.store.arrays.upsample`): the map the benchmarks scored.
+        """
         row = self.saliency_record(sample_id, label_index, explainer)
-        return None if row is None else codec.decode_map(row.map_png, row.vmin, row.vmax)
-
-    # -- scores --------------------------------------------------------------------------------------------------
-
-    def scores(
-        self, explainer: str | None = None, metric: str | None = None, sample_id: int | None = None
-    ) -> list[tuple[str, str, int, int, Optional[float]]]:
-        """Per-pair scores as (explainer, metric, sample_id, label_index, value); value None where undefined."""
-        query = (
-            select(Explainer.name, Metric.name, Score.sample_id, Score.label_index, Score.value)
-            .join(Explainer, Explainer.id == Score.explainer_id)
-            .join(Metric, Metric.id == Score.metric_id)
-            .order_by(Score.explainer_id, Score.metric_id, Score.sample_id, Score.label_index)
-        )
-        if explainer is not None:
-            query = query.where(Score.explainer_id == self._explainer_id(explainer))
-        if metric is not None:
-            query = query.where(Score.metric_id == self._metric_id(metric))
-        if sample_id is not None:
-            query = query.where(Score.sample_id == sample_id)
-        with self._session() as session:
-            return [tuple(row) for row in session.execute(query).all()]  # type: ignore[misc]
-
-    def score_values(self, explainer: str, metric: str, label_index: int | None = None) -> np.ndarray:
-        """The defined values of one explainer and metric (for histograms), optionally of one label."""
-        query = select(Score.value).where(
-            Score.explainer_id == self._explainer_id(explainer),
-            Score.metric_id == self._metric_id(metric),
-            Score.value.is_not(None),
-        )
-        if label_index is not None:
-            query = query.where(Score.label_index == label_index)
-        with self._session() as session:
-            return np.fromiter(session.execute(query).scalars(), dtype=np.float64)
-
-    def aggregates(self) -> list[Aggregate]:
-        """Per explainer and metric: the mean of the defined values per class, and overall either the mean of all
-        defined values (``mean`` metrics) or the mean of the class means (``macro`` metrics, e.g. PointingGame)."""
-        with self._session() as session:
-            rows = session.execute(
-                select(Explainer.name, Metric.name, Metric.aggregation, Score.label_index,
-                       func.avg(Score.value), func.count(Score.value))
-                .join(Explainer, Explainer.id == Score.explainer_id)
-                .join(Metric, Metric.id == Score.metric_id)
-                .group_by(Score.explainer_id, Score.metric_id, Score.label_index)
-                .order_by(Score.explainer_id, Score.metric_id, Score.label_index)
-            ).all()
-        grouped: dict[tuple[str, str], list[ClassAggregate]] = defaultdict(list)
-        aggregation_of: dict[str, str] = {}
-        for explainer, metric, aggregation, label_index, mean, count in rows:
-            grouped[(explainer, metric)].append(ClassAggregate(label_index, mean, count))
-            aggregation_of[metric] = aggregation
-        result = []
-        for (explainer, metric), per_class in grouped.items():
-            defined = [c for c in per_class if c.count > 0 and c.mean is not None]
-            count = sum(c.count for c in defined)
-            if not defined:
-                value = None
-            elif aggregation_of[metric] == "macro":
-                value = float(np.mean([c.mean for c in defined]))
-            else:
-                value = sum(c.mean * c.count for c in defined) / count  # type: ignore[operator]
-            result.append(Aggregate(explainer, metric, value, count, per_class))
-        return result
+        if row is None:
+            return None
+        relevance = arrays.decode_map(row.data, row.encoding, row.vmin, row.vmax, row.height, row.width)
+        if full_size:
+            with self._session() as session:
+                size = session.execute(select(Sample.height, Sample.width).where(Sample.id == sample_id)).one()
+            relevance = arrays.upsample(relevance, (size[0], size[1]))
+        return relevance
 
     # -- overview ------------------------------------------------------------------------------------------------
 
@@ -491,118 +324,6 @@ class Summary:
             "metrics": [m.name for m in self.metrics()],
             "labels": [label.name for label in self.labels()],
         }
-
-    # -- columns for in-memory indexes ---------------------------------------------------------------------------
-
-    def samples_by_id(self, ids: Sequence[int], explained_only: bool = True) -> list[SampleView]:
-        """The samples with these ids, in the given order (unknown ids left out), as :meth:`samples` builds them."""
-        with self.engine.connect() as connection:
-            rows = connection.execute(_samples_by_id_query(), {"ids": list(ids)}).all()
-            by_id = {row[0]: row for row in rows}
-            return self._sample_views([by_id[i] for i in ids if i in by_id], explained_only, connection)
-
-    def _columns(self, query: Any, kinds: dict[str, Any]) -> dict[str, np.ndarray]:
-        """Run ``query`` and return its columns as arrays named and typed by ``kinds`` (``float``: NaN for NULL)."""
-        with self.engine.connect() as connection:
-            rows = connection.execute(query).all()
-        columns = list(zip(*rows)) if rows else [()] * len(kinds)
-        result = {}
-        for (name, kind), values in zip(kinds.items(), columns):
-            if kind is float:
-                result[name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-            elif kind is object:
-                result[name] = np.empty(len(values), dtype=object)
-                result[name][:] = values
-            else:
-                result[name] = np.array(values, dtype=kind)
-        return result
-
-    def sample_columns(self) -> dict[str, np.ndarray]:
-        """Every sample's ``id``, ``name``, ``width``, ``height``, ``max_prob`` and ``max_sd`` (NaN where NULL) as
-        arrays ordered by id: what :meth:`samples` filters and sorts on without a filter."""
-        return self._columns(
-            select(Sample.id, Sample.name, Sample.width, Sample.height, Sample.max_prob, Sample.max_sd)
-            .order_by(Sample.id),
-            {"id": np.int64, "name": object, "width": np.int64, "height": np.int64, "max_prob": float,
-             "max_sd": float})
-
-    def explained_columns(self) -> dict[str, np.ndarray]:
-        """Every explained prediction's ``sample_id``, ``label_index``, ``type`` (index into PREDICTION_TYPES),
-        ``prob``, ``ground_truth``, ``sd``, ``lower`` and ``upper`` (NaN where NULL), ordered by sample then label."""
-        columns = self._columns(
-            select(Prediction.sample_id, Prediction.label_index, Prediction.type, Prediction.prob,
-                   Prediction.ground_truth, Prediction.sd, Prediction.lower, Prediction.upper)
-            .where(Prediction.type.is_not(None))
-            .order_by(Prediction.sample_id, Prediction.label_index),
-            {"sample_id": np.int64, "label_index": np.int64, "type": object, "prob": float, "ground_truth": bool,
-             "sd": float, "lower": float, "upper": float})
-        code = {kind: i for i, kind in enumerate(PREDICTION_TYPES)}
-        columns["type"] = np.array([code[kind] for kind in columns["type"]], dtype=np.int8)
-        return columns
-
-    def saliency_columns(self) -> dict[str, np.ndarray]:
-        """Which maps exist: ``sample_id``, ``label_index`` and ``explainer`` (name), ordered by sample, label and
-        explainer registration."""
-        return self._columns(
-            select(Saliency.sample_id, Saliency.label_index, Explainer.name)
-            .join(Explainer, Explainer.id == Saliency.explainer_id)
-            .order_by(Saliency.sample_id, Saliency.label_index, Saliency.explainer_id),
-            {"sample_id": np.int64, "label_index": np.int64, "explainer": object})
-
-    def ground_truth_columns(self) -> dict[str, np.ndarray]:
-        """Every ground-truth label: ``sample_id`` and ``label_index``, ordered by sample then label."""
-        return self._columns(
-            select(GroundTruth.sample_id, GroundTruth.label_index)
-            .order_by(GroundTruth.sample_id, GroundTruth.label_index),
-            {"sample_id": np.int64, "label_index": np.int64})
-
-    def box_columns(self) -> dict[str, np.ndarray]:
-        """Every box: ``sample_id``, ``label_index``, ``x``, ``y``, ``width``, ``height``, ordered by sample and then
-        the order they were written in."""
-        return self._columns(
-            select(Box.sample_id, Box.label_index, Box.x, Box.y, Box.width, Box.height)
-            .order_by(Box.sample_id, Box.id),
-            {"sample_id": np.int64, "label_index": np.int64, "x": float, "y": float, "width": float,
-             "height": float})
-
-    def score_columns(self, explainer: str, metric: str) -> dict[str, np.ndarray]:
-        """The scores of one explainer and metric: ``sample_id``, ``label_index`` and ``value`` (NaN where NULL),
-        ordered by sample then label."""
-        return self._columns(
-            select(Score.sample_id, Score.label_index, Score.value)
-            .where(Score.explainer_id == self._explainer_id(explainer), Score.metric_id == self._metric_id(metric))
-            .order_by(Score.sample_id, Score.label_index),
-            {"sample_id": np.int64, "label_index": np.int64, "value": float})
-
-
-@lru_cache(maxsize=1)
-def _samples_by_id_query() -> Any:
-    return select(Sample.id, Sample.name, Sample.width, Sample.height).where(
-        Sample.id.in_(bindparam("ids", expanding=True)))
-
-
-@lru_cache(maxsize=1)
-def _view_queries() -> dict[str, Any]:
-    """The statements :meth:`Summary._sample_views` runs, built once, with the sample ids as one expanding
-    parameter ``ids``."""
-    ids = bindparam("ids", expanding=True)
-    predictions = select(
-        Prediction.sample_id, Prediction.label_index, Prediction.prob, Prediction.ground_truth, Prediction.type,
-        Prediction.sd, Prediction.lower, Prediction.upper,
-    ).where(Prediction.sample_id.in_(ids))
-    order = (Prediction.sample_id, Prediction.prob.desc())
-    return {
-        "predictions": predictions.order_by(*order),
-        "explained": predictions.where(Prediction.type.is_not(None)).order_by(*order),
-        "maps": select(Saliency.sample_id, Saliency.label_index, Explainer.name)
-        .join(Explainer, Explainer.id == Saliency.explainer_id)
-        .where(Saliency.sample_id.in_(ids))
-        .order_by(Explainer.id),
-        "boxes": select(Box.sample_id, Box.label_index, Box.x, Box.y, Box.width, Box.height)
-        .where(Box.sample_id.in_(ids)).order_by(Box.id),
-        "truth": select(GroundTruth.sample_id, GroundTruth.label_index).where(GroundTruth.sample_id.in_(ids)),
-    }
-
 
 def iso(moment: Any) -> Optional[str]:
     """A stored (naive UTC) time as ISO 8601 with a ``Z``."""

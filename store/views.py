@@ -73,6 +73,7 @@ class PredictionView:
     lower: Optional[float]
     upper: Optional[float]
     explainers: tuple[str, ...] = ()
+    sample_id: Optional[int] = None
 
 
 @dataclass(frozen=True)

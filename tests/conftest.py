@@ -62,6 +62,20 @@ def synthetic_batch(sample_ids: range, seed: int = 0, size: int = 16) -> Batch:
     return batch
 
 
+def photo(size: int = 224, seed: int = 0) -> np.ndarray:
+    """A photo-like RGB image: smooth colour regions, edges and fine texture, so it compresses like a photo (PNG
+    about 3 bytes per pixel, WebP/JPEG far less), not like a drawing."""
+    from xaiboard.store.arrays import upsample
+
+    rng = np.random.default_rng(seed)
+    channels = [upsample(rng.uniform(30, 220, (5, 5)), (size, size)) for _ in range(3)]
+    yy, xx = np.mgrid[0:size, 0:size]
+    disc = (yy - size * 0.55) ** 2 + (xx - size * 0.45) ** 2 < (size * 0.25) ** 2
+    image = np.stack(channels, axis=2) + rng.normal(0, 3, (size, size, 3))
+    image[disc] = image[disc] * 0.4 + np.array([200.0, 60.0, 40.0]) * 0.6
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
 def start_summary(directory: Path, total: int) -> SummaryWriter:
     writer = SummaryWriter.create(directory, name=directory.name)
     writer.set_labels(CLASSES)

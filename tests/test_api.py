@@ -360,6 +360,12 @@ def test_scores_match_the_written_values(client, base, a):
         assert value == pytest.approx(np.mean(normalised))
     assert [t["explainer"] for t in data["timings"]] == ["Gradient", "GradCAM"]
     assert data["timings"][1]["seconds"] == pytest.approx(0.02)
+    benchmarks = {(t["explainer"], t["metric"]): t for t in data["score_timings"]}
+    assert set(benchmarks) == {(e, m[0]) for e in data["explainers"] for m in METRICS}
+    pairs = sum(1 for (s, l) in base.run_a.types)
+    assert benchmarks[("GradCAM", "PointingGame")]["mean_seconds"] == pytest.approx(0.002)
+    assert benchmarks[("GradCAM", "PointingGame")]["total_seconds"] == pytest.approx(0.002 * pairs)
+    assert benchmarks[("GradCAM", "PointingGame")]["count"] == pairs
 
 
 def test_scores_csv_and_weights(client, a):
@@ -390,6 +396,9 @@ def test_scores_csv_and_weights(client, a):
 def test_figures(client, a, name, query):
     figure = get_json(client, f"/api/v1/summaries/{a}/figures/{name}?{query}")
     assert figure["data"] and figure["layout"]["title"]["text"]
+    if name == "timings":  # the map, then each benchmark, per explainer
+        assert [trace["name"] for trace in figure["data"]] == ["explaining", *(m[0] for m in METRICS)]
+        assert figure["data"][0]["y"] == pytest.approx([10.0, 20.0]) and figure["data"][1]["y"] == pytest.approx([1, 2])
     if name.startswith("per-class"):
         assert figure["data"][0]["x"] == [c.replace("<", "&lt;").replace(">", "&gt;") for c in CLASSES]
         assert len(figure["data"]) == (4 if name == "per-class-explainer" else 2)
@@ -597,3 +606,36 @@ def test_live_run_grows_without_a_rescan(client, base):
     assert get_json(client, f"/api/v1/summaries/{live}")["num_samples"] == 4
     assert 7 in [s["id"] for s in get_json(client, f"/api/v1/summaries/{live}/samples?labels=0&types=TP")["samples"]]
     assert math.isclose(get_json(client, f"/api/v1/summaries/{live}/samples/7")["labels"][0]["prob"], 0.9)
+
+
+def test_photo_summaries_serve_their_images_and_native_maps(tmp_path):
+    """A 224 x 224 photo is stored and served as WebP/JPEG with its content type; a 7 x 7 map is drawn at 224."""
+    from conftest import photo
+    from xaiboard.store import Batch, PredictionRecord, ProbabilityRecord, SaliencyRecord, SampleRecord, SummaryWriter
+
+    writer = SummaryWriter.create(tmp_path / "photos" / "run")
+    writer.set_labels(["cat", "dog", "car"])
+    writer.register_explainer("GradCAM")
+    batch = Batch(samples=[SampleRecord(0, "cat.jpg", photo(224), [0])],
+                  probabilities=[ProbabilityRecord(0, np.array([0.7, 0.2, 0.1]))],
+                  predictions=[PredictionRecord(0, 0, 0.7, True, "TP")],
+                  saliency=[SaliencyRecord(0, 0, "GradCAM", np.random.default_rng(0).random((7, 7)))])
+    writer.write_batch(batch)
+    writer.close("complete")
+    app = create_app(tmp_path / "photos", reload_interval=0)
+    client = app.test_client()
+    (row,) = get_json(client, "/api/v1/summaries")["summaries"]
+    sample = get_json(client, f"/api/v1/summaries/{row['id']}/samples/0")
+    assert [(l["index"], l["prob"], l["type"]) for l in sample["labels"]] == [(0, 0.7, "TP"),
+                                                                              (1, pytest.approx(0.2), None),
+                                                                              (2, pytest.approx(0.1), None)]
+    image = client.get(sample["image_url"])
+    assert image.status_code == 200 and image.mimetype in ("image/webp", "image/jpeg")
+    assert image.headers["X-Content-Type-Options"] == "nosniff"
+    assert np.asarray(Image.open(io.BytesIO(image.data)).convert("RGB")).shape == (224, 224, 3)
+    small = client.get(sample["image_url"] + "&size=128")
+    assert small.mimetype == image.mimetype and Image.open(io.BytesIO(small.data)).size == (128, 128)
+    url = sample["labels"][0]["saliency"][0]["url"]
+    assert png(client.get(url + "&overlay=1")).shape == (224, 224, 3)
+    assert png(client.get(url + "&overlay=0")).shape == (224, 224, 3), "heatmaps too are drawn at the image size"
+    app.extensions["xaiboard.registry"].close()

@@ -59,6 +59,8 @@ def test_wheel_holds_every_package_and_its_data(wheel):
         "xaiboard/migrations/script.py.mako",
         "xaiboard/migrations/versions/0001_initial_schema.py",
         "xaiboard/migrations/versions/0002_sample_sort_columns.py",
+        "xaiboard/migrations/versions/0003_compact_store.py",
+        "xaiboard/store/arrays.py",
     ):
         assert expected in names
     assert any(n.startswith("xaiboard/frontend/templates/") and n.endswith(".html") for n in names)
@@ -86,4 +88,4 @@ def test_installed_wheel_creates_and_reads_summaries(wheel, tmp_path):
         cwd=tmp_path,
         PYTHONPATH=str(target),
     )
-    assert output.split() == ["0002", "complete"]
+    assert output.split() == ["0003", "complete"]

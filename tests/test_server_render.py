@@ -85,3 +85,30 @@ def test_cache_is_a_bounded_lru():
     assert cache.get(("b",)) is None and cache.get(("a",)) == b"12345" and cache.get(("c",)) == b"123"
     cache.put(("huge",), b"x" * 11)
     assert cache.get(("huge",)) is None and len(cache) == 2
+
+
+def test_a_7x7_map_is_rendered_at_the_image_size():
+    """Grad-CAM maps are stored at the layer's grid; overlays and heatmaps show them upsampled to the image as the
+    runner's torch upsampling did, so they look as they did when maps were stored at input resolution."""
+    torch = pytest.importorskip("torch")
+    cam = np.random.default_rng(0).random((7, 7)).astype(np.float32)
+    upsampled = torch.nn.functional.interpolate(torch.from_numpy(cam)[None, None], size=(224, 224), mode="bilinear",
+                                                align_corners=False)[0, 0].numpy()
+    image = codec.encode_image(np.full((224, 224, 3), 90, np.uint8))
+    for options, size in ((RenderOptions(True, 0.6, "jet", "absolute"), None),
+                          (RenderOptions(False, 0.5, "inferno", "positive"), (224, 224)),
+                          (RenderOptions(True, 0.5, "viridis", "absolute", 128), None)):
+        native = decode(render_saliency(cam, image, options, image_size=size)).astype(int)
+        before = decode(render_saliency(upsampled, image, options)).astype(int)  # the map stored at 224 x 224
+        assert native.shape == before.shape == ((128, 128, 3) if options.size else (224, 224, 3))
+        assert np.abs(native - before).max() <= 1
+
+
+def test_photos_keep_their_format_when_resized():
+    from conftest import photo
+
+    stored = codec.encode_display_image(photo(224))
+    resized = render_image(stored, 128)
+    assert codec.image_format(resized) == codec.image_format(stored) != "PNG"
+    assert decode(resized).shape == (128, 128, 3)
+    assert render_image(stored) == stored

@@ -161,7 +161,7 @@ function renderCharts() {
     cards.push(chartCard("distribution", "Score distributions", { param: "metric", values: metrics }, "distributions"));
     cards.push(chartCard("radar", "Normalised profile", null, "radar"));
   }
-  if (table.timings.length) cards.push(chartCard("timings", "Time per map", null, "timings"));
+  if (table.timings.length) cards.push(chartCard("timings", "Where time goes", null, "timings"));
   fill(charts, cards.map(([card]) => card));
   for (const [, draw] of cards) draw();
 }
