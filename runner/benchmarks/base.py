@@ -8,18 +8,25 @@ model's device.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Optional, Union
 
 import torch
 from torch import Tensor
 
-from ..explainers.base import eval_mode
+from ..cost import Passes
+from ..explainers.base import eval_mode, image_shape_of
+from .baselines import BASELINE_NAMES, BaselineSpec, baseline_config, check_baseline, gaussian_blur, make_baseline
+from .statistics import average_ranks, finite_rows, pearson, spearman, trapezoid_auc
+
+__all__ = [
+    "ActivationFn", "BASELINE_NAMES", "BaselineSpec", "BatchEvaluator", "Benchmark", "average_ranks",
+    "baseline_config", "changed_prefix", "check_baseline", "eval_mode", "explain_maps", "explainer_passes",
+    "finite_rows", "gaussian_blur", "image_shape_of", "make_baseline", "model_device", "pearson",
+    "perturbed_probabilities", "pick_targets", "relevance_rank", "resolve_activation", "spearman", "step_counts",
+    "trapezoid_auc", "validate_masks", "validate_pairs",
+]
 
 ActivationFn = Callable[[Tensor], Tensor]
-BaselineSpec = Union[str, Tensor]
-
-BASELINE_NAMES = ("zero", "blur", "mean")
 
 
 class Benchmark:
@@ -27,6 +34,10 @@ class Benchmark:
 
     Subclasses set the class attributes below, store their parameters as attributes, list them in ``_params()`` and
     implement ``_evaluate`` on validated tensors. ``evaluate`` is the public entry point.
+
+    Subclasses also implement :meth:`passes` (their cost per pair). One that does not raises NotImplementedError
+    there; the runner's plan (``xaiboard.runner.plan.passes_of``) shows such a benchmark, or an object without a
+    ``passes`` method, as "unknown" cost and runs it all the same.
     """
 
     name: str = ""
@@ -43,6 +54,14 @@ class Benchmark:
     def config(self) -> dict[str, Any]:
         """The JSON-able configuration stored with the scores: class, metric name and every parameter."""
         return {"class": type(self).__name__, "name": self.name, **self._params()}
+
+    def passes(self, image_shape: tuple[int, int, int], explainer: Any = None) -> Passes:
+        """Network passes per (image, label) pair for images of ``image_shape`` (C, H, W), counting the explainer
+        runs it makes with ``explainer`` (the one that made the maps) and not the maps it is given."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not state its cost: define passes(image_shape, explainer) -> Passes "
+            "(forward and backward passes per (image, label) pair); until then the run plan shows it as unknown"
+        )
 
     def __repr__(self) -> str:
         params = ", ".join(f"{key}={value!r}" for key, value in self._params().items())
@@ -320,6 +339,21 @@ def perturbed_probabilities(
     return out
 
 
+def explainer_passes(explainer: Any, image_shape: tuple[int, int, int], name: str) -> Passes:
+    """One run of ``explainer`` per pair, for the benchmarks that explain again. An explainer that does not state
+    its cost (no ``passes``, or NotImplementedError) makes the benchmark's cost unknown: NotImplementedError."""
+    image_shape_of(image_shape)
+    passes = getattr(explainer, "passes", None)
+    if not callable(passes):
+        label = getattr(explainer, "name", type(explainer).__name__)
+        raise NotImplementedError(f"{name} explains again, and the explainer {label!r} does not state its cost "
+                                  "(no passes(image_shape) method)")
+    result = passes(image_shape)
+    if not isinstance(result, Passes):
+        raise TypeError(f"{name}: the explainer's passes() returned {type(result).__name__}, not Passes")
+    return result
+
+
 def explain_maps(explainer: Any, inputs: Tensor, targets: Tensor, batch_size: Optional[int], name: str) -> Tensor:
     """Explain (inputs, targets) with ``explainer`` — one call, or calls of ``batch_size`` pairs — and check that
     it returns one H x W map per pair (a singleton channel dimension is dropped)."""
@@ -340,119 +374,3 @@ def explain_maps(explainer: Any, inputs: Tensor, targets: Tensor, batch_size: Op
             )
         maps.append(explained.detach().float())
     return torch.cat(maps)
-
-
-# -- baselines -----------------------------------------------------------------------------------------------------
-
-
-def gaussian_blur(images: Tensor, kernel_size: int, sigma: float) -> Tensor:
-    """Separable Gaussian blur of N x C x H x W images, each channel on its own, edges replicated."""
-    radius = kernel_size // 2
-    offsets = torch.arange(kernel_size, dtype=torch.float64, device=images.device) - radius
-    kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
-    kernel = (kernel / kernel.sum()).to(images.dtype)
-    channels = images.shape[1]
-    padded = torch.nn.functional.pad(images, (radius, radius, radius, radius), mode="replicate")
-    rows = torch.nn.functional.conv2d(padded, kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
-    return torch.nn.functional.conv2d(rows, kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
-
-
-def make_baseline(
-    spec: BaselineSpec, inputs: Tensor, name: str, blur_kernel_size: int = 11, blur_sigma: float = 5.0
-) -> Tensor:
-    """The reference images for ``inputs``: "zero" (all zeros in input space), "blur" (Gaussian blur of each image),
-    "mean" (each image's per-channel mean everywhere) or a tensor broadcastable to N x C x H x W."""
-    if isinstance(spec, Tensor):
-        try:
-            return torch.broadcast_to(spec.to(device=inputs.device, dtype=inputs.dtype), inputs.shape)
-        except RuntimeError:
-            raise ValueError(
-                f"{name}: the baseline tensor of shape {tuple(spec.shape)} does not broadcast to the inputs' "
-                f"shape {tuple(inputs.shape)}"
-            ) from None
-    with torch.no_grad():
-        if spec == "zero":
-            return torch.zeros_like(inputs)
-        if spec == "blur":
-            return gaussian_blur(inputs, blur_kernel_size, blur_sigma)
-        if spec == "mean":
-            return inputs.mean(dim=(2, 3), keepdim=True).expand_as(inputs)
-    raise ValueError(f"{name}: baseline must be one of {BASELINE_NAMES} or a tensor, got {spec!r}")
-
-
-def check_baseline(spec: Any, name: str) -> None:
-    """Raise early for a baseline that ``make_baseline`` would reject."""
-    if isinstance(spec, Tensor):
-        if not spec.is_floating_point():
-            raise TypeError(f"{name}: a baseline tensor must be floating point, got {spec.dtype}")
-        return
-    if spec not in BASELINE_NAMES:
-        raise ValueError(f"{name}: baseline must be one of {BASELINE_NAMES} or a tensor, got {spec!r}")
-
-
-def baseline_config(spec: BaselineSpec) -> Any:
-    """A JSON-able description of a baseline: its name, or the shape and mean of a baseline tensor."""
-    if isinstance(spec, Tensor):
-        return {"tensor_shape": list(spec.shape), "tensor_mean": float(spec.float().mean())}
-    return spec
-
-
-# -- statistics ----------------------------------------------------------------------------------------------------
-
-
-def trapezoid_auc(curve: Tensor) -> Tensor:
-    """Trapezoid area under curves sampled at equally spaced points over [0, 1]: N x (K + 1) -> N."""
-    steps = curve.shape[-1] - 1
-    if steps < 1:
-        raise ValueError("a curve needs at least two points")
-    values = curve.double()
-    return (values.sum(dim=-1) - (values[..., 0] + values[..., -1]) / 2) / steps
-
-
-def pearson(a: Tensor, b: Tensor) -> Tensor:
-    """Pearson correlation of each row of ``a`` with the same row of ``b`` (N x M -> N), in float64.
-
-    NaN where a row is constant (zero variance) or holds a non-finite value: the correlation is undefined there.
-    """
-    a = a.double()
-    b = b.double()
-    scale_a = a.abs().amax(dim=-1)
-    scale_b = b.abs().amax(dim=-1)
-    a = a - a.mean(dim=-1, keepdim=True)
-    b = b - b.mean(dim=-1, keepdim=True)
-    norm_a = a.norm(dim=-1)
-    norm_b = b.norm(dim=-1)
-    rho = ((a * b).sum(dim=-1) / (norm_a * norm_b)).clamp(-1.0, 1.0)
-    # a row is constant when its spread is zero or at rounding level of its values
-    tolerance = 1e-12 * math.sqrt(a.shape[-1])
-    constant = (norm_a <= tolerance * scale_a) | (norm_b <= tolerance * scale_b)
-    return torch.where(constant | ~torch.isfinite(rho), torch.full_like(rho, math.nan), rho)
-
-
-def average_ranks(values: Tensor) -> Tensor:
-    """Ranks (1-based) of each row's values, ties sharing the mean of their positions (as scipy's rankdata)."""
-    values = values.double()
-    size = values.shape[-1]
-    sorted_values, order = torch.sort(values, dim=-1, stable=True)
-    positions = torch.arange(size, device=values.device).expand_as(order)
-    first = torch.ones_like(order, dtype=torch.bool)
-    first[..., 1:] = sorted_values[..., 1:] != sorted_values[..., :-1]
-    last = torch.ones_like(first)
-    last[..., :-1] = first[..., 1:]
-    group_start = torch.cummax(torch.where(first, positions, torch.zeros_like(positions)), dim=-1).values
-    ends = torch.where(last, positions, torch.full_like(positions, size - 1))
-    group_end = torch.flip(torch.cummin(torch.flip(ends, dims=[-1]), dim=-1).values, dims=[-1])
-    mean_rank = (group_start + group_end).double() / 2 + 1
-    return torch.empty_like(mean_rank).scatter_(-1, order, mean_rank)
-
-
-def spearman(a: Tensor, b: Tensor) -> Tensor:
-    """Spearman rank correlation of each row pair (Pearson of average ranks): N x M -> N; NaN where undefined."""
-    finite = torch.isfinite(a).all(dim=-1) & torch.isfinite(b).all(dim=-1)
-    rho = pearson(average_ranks(a), average_ranks(b))
-    return torch.where(finite, rho, torch.full_like(rho, math.nan))
-
-
-def finite_rows(values: Tensor) -> Tensor:
-    """Which rows of an N x ... tensor hold only finite values."""
-    return torch.isfinite(values.flatten(1)).all(dim=1)

@@ -7,7 +7,8 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from .base import ActivationFn, Benchmark, explain_maps, pearson
+from ..cost import Passes
+from .base import ActivationFn, Benchmark, explain_maps, explainer_passes, pearson
 
 
 class ClassSensitivity(Benchmark):
@@ -27,6 +28,9 @@ class ClassSensitivity(Benchmark):
     axis), which is right only for one image per call, so it refuses batches; here the classes are chosen per image
     and the whole batch is explained at once. A constant map gives NaN rather than a number.
 
+    Cost per pair: 1 forward pass (the probabilities) and two runs of the explainer (the most and the least likely
+    class), paid once per distinct image and shared by its labels, so this is the most a pair costs.
+
     Args:
         explain_batch_size: largest number of maps per explainer call, or None (default) for one call.
     """
@@ -45,6 +49,9 @@ class ClassSensitivity(Benchmark):
 
     def _params(self) -> dict[str, Any]:
         return {"explain_batch_size": self.explain_batch_size}
+
+    def passes(self, image_shape: tuple[int, int, int], explainer: Any = None) -> Passes:
+        return Passes(1) + explainer_passes(explainer, image_shape, self.name) * 2
 
     def _evaluate(
         self,

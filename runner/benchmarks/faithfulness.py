@@ -8,6 +8,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import Tensor
 
+from ..cost import Passes
 from .base import (
     ActivationFn,
     BaselineSpec,
@@ -18,6 +19,7 @@ from .base import (
     check_baseline,
     eval_mode,
     finite_rows,
+    image_shape_of,
     make_baseline,
     model_device,
     pearson,
@@ -67,6 +69,11 @@ class Faithfulness(Benchmark):
     known to be equal are run once: the endpoints (the image, the baseline) once per distinct image, and a step that
     only takes pixels already equal to the baseline (e.g. a black background deleted to zeros) reuses the step
     before — the scores are those of the full definition.
+
+    Cost per pair, no backward: InsertionAUC and DeletionAUC at most ``steps + 1`` forward passes (51 with the
+    default ``steps=50``, at any image size; fewer when the endpoints or steps repeat an image, as above);
+    NaiveFaithfulness ``min(steps, H * W) + 1``. With ``channels_last="auto"`` on the CPU the first batch of a call
+    is run twice to choose the memory layout (once per call, not per pair).
 
     Args:
         metric: "InsertionAUC", "DeletionAUC" or "NaiveFaithfulness".
@@ -132,6 +139,12 @@ class Faithfulness(Benchmark):
             params["blur_kernel_size"] = self.blur_kernel_size
             params["blur_sigma"] = self.blur_sigma
         return params
+
+    def passes(self, image_shape: tuple[int, int, int], explainer: Any = None) -> Passes:
+        _, height, width = image_shape_of(image_shape)
+        if self.name == "NaiveFaithfulness":
+            return Passes(min(self.steps, height * width) + 1)
+        return Passes(self.steps + 1)
 
     def _batch_size(self, inputs: Tensor) -> int:
         if self.eval_batch_size is not None:

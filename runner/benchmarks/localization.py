@@ -8,7 +8,8 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from .base import ActivationFn, Benchmark, finite_rows
+from ..cost import ZERO, Passes
+from .base import ActivationFn, Benchmark, finite_rows, image_shape_of
 
 METRICS = ("PointingGame", "IoSR")
 
@@ -31,6 +32,8 @@ class Localization(Benchmark):
 
     Known bugs avoided: MindSpore XAI's pointing game transposes x and y (wrong on non-square images); Quantus'
     PointingGame counts an empty mask as a hit.
+
+    Cost per pair: no network pass (the map and the mask only).
 
     Args:
         metric: "PointingGame" or "IoSR".
@@ -69,6 +72,10 @@ class Localization(Benchmark):
         if self.name == "PointingGame":
             return {"tolerance": self.tolerance}
         return {"threshold": self.threshold}
+
+    def passes(self, image_shape: tuple[int, int, int], explainer: Any = None) -> Passes:
+        image_shape_of(image_shape)
+        return ZERO
 
     def _evaluate(
         self,

@@ -9,7 +9,8 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from .base import ActivationFn, Benchmark, explain_maps, spearman
+from ..cost import Passes
+from .base import ActivationFn, Benchmark, explain_maps, explainer_passes, spearman
 
 
 class Randomization(Benchmark):
@@ -33,6 +34,9 @@ class Randomization(Benchmark):
     reset the user's model in place and reloaded the weights afterwards; here every parameter is re-drawn from a
     seed, on a copy.
 
+    Cost per pair: one run of the explainer on the randomised copy (its own passes per pair), plus the copy
+    itself, once per call (no network pass).
+
     Args:
         seed: seed of the re-initialisation; default 2018 — not 0, so a network built right after
             ``torch.manual_seed(0)`` is not re-initialised to its own weights.
@@ -54,6 +58,9 @@ class Randomization(Benchmark):
 
     def _params(self) -> dict[str, Any]:
         return {"seed": self.seed, "explain_batch_size": self.explain_batch_size}
+
+    def passes(self, image_shape: tuple[int, int, int], explainer: Any = None) -> Passes:
+        return explainer_passes(explainer, image_shape, self.name)
 
     def _evaluate(
         self,

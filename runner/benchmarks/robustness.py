@@ -9,7 +9,8 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from .base import ActivationFn, Benchmark, explain_maps, finite_rows
+from ..cost import Passes
+from .base import ActivationFn, Benchmark, explain_maps, explainer_passes, finite_rows
 
 
 class Robustness(Benchmark):
@@ -31,6 +32,10 @@ class Robustness(Benchmark):
     but its check runs the network on the clean image instead of the copy, so it never tests the noisy input (every
     copy is kept while the docs suggest otherwise), and it reports exp(−sensitivity) under the same name. Here no
     acceptance check is made, as stated above, and the score is the sensitivity itself.
+
+    Cost per pair: ``n_samples`` runs of the explainer (its own passes per pair times ``n_samples``) and nothing
+    else: with the default 10 and IntegratedGradients' defaults, 340 forward + 320 backward passes. This is the
+    most expensive benchmark by far; score a subset (the runner's ``benchmark_samples``) or lower ``n_samples``.
 
     Args:
         n_samples: noisy copies per pair; default 10.
@@ -67,6 +72,9 @@ class Robustness(Benchmark):
             "seed": self.seed,
             "explain_batch_size": self.explain_batch_size,
         }
+
+    def passes(self, image_shape: tuple[int, int, int], explainer: Any = None) -> Passes:
+        return explainer_passes(explainer, image_shape, self.name) * self.n_samples
 
     def noise(self, inputs: Tensor) -> Tensor:
         """The noise added to each image: N x n_samples x C x H x W on the CPU, U(-radius, radius).

@@ -1,10 +1,12 @@
 """Saliency explainers: thin, batched wrappers over Captum (and RISE, our own), one relevance map per (image, label).
 
 Every explainer takes the network first, documents how it reduces attributions to one map (higher = more evidence
-for the label), records its full configuration and can be rebound to another network with ``with_network``.
+for the label), records its full configuration, states its cost per pair with ``passes(image_shape)`` and can be
+rebound to another network with ``with_network``. ``explain_with_delta(..., native=True)`` keeps maps at the
+method's own grid (GradCAM's layer); :func:`to_input_size` brings them to the input size exactly as ``native=False``.
 """
 
-from .base import Explainer, resolve_layer
+from .base import Explainer, resolve_layer, to_input_size
 from .deconvolution import Deconvolution
 from .deeplift import DeepLift
 from .gradcam import GradCAM
@@ -19,5 +21,5 @@ from .smoothgrad import SmoothGrad
 
 __all__ = [
     "Deconvolution", "DeepLift", "Explainer", "GradCAM", "Gradient", "GuidedBackprop", "GuidedGradCAM",
-    "InputXGradient", "IntegratedGradients", "Occlusion", "RISE", "SmoothGrad", "resolve_layer",
+    "InputXGradient", "IntegratedGradients", "Occlusion", "RISE", "SmoothGrad", "resolve_layer", "to_input_size",
 ]

@@ -1,8 +1,10 @@
 """The explainer interface shared by the runner and the benchmarks, and the plumbing every method reuses.
 
 An explainer turns a batch of (image, label) pairs into one relevance map per pair (N x H x W, higher = more evidence
-for the label). It keeps no per-call state, so one instance can serve several runners, and it rebuilds itself on
-another network by layer *name* (:meth:`Explainer.with_network`), which the Randomization benchmark needs.
+for the label). It keeps no per-call state that changes its maps, so one instance can serve several runners, and it
+rebuilds itself on another network by layer *name* (:meth:`Explainer.with_network`), which the Randomization
+benchmark needs. Every explainer states its cost per pair with :meth:`Explainer.passes`, so a run can be planned
+before it is paid for.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from contextlib import contextmanager
 from typing import Any, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ..cost import Passes
 
 DEFAULT_BATCH_SIZE = 128
 
@@ -75,6 +80,36 @@ def jsonable(value: Any) -> Any:
     return repr(value)
 
 
+def image_shape_of(image_shape: Any) -> tuple[int, int, int]:
+    """Validate a (C, H, W) image shape (what ``passes`` takes) and return it as three ints."""
+    try:
+        shape = tuple(int(v) for v in image_shape)
+    except (TypeError, ValueError):
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1 or shape != tuple(image_shape):
+        raise ValueError(f"image_shape must be (channels, height, width) positive integers, got {image_shape!r}")
+    return shape  # type: ignore[return-value]
+
+
+def to_input_size(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bring N x h x w (or N x 1 x h x w) maps to N x H x W = ``size``: bilinear, ``align_corners=False``.
+
+    This is the one upsampling every explainer applies when ``native=False``, so maps kept at an explainer's own
+    grid (``explain_with_delta(..., native=True)``) and upsampled here equal the maps asked at the input size.
+    Maps already at ``size`` are returned as they are.
+    """
+    if maps.dim() == 4 and maps.shape[1] == 1:
+        maps = maps[:, 0]
+    if maps.dim() != 3:
+        raise ValueError(f"maps must be N x h x w, got shape {tuple(maps.shape)}")
+    size = (int(size[0]), int(size[1]))
+    if tuple(maps.shape[1:]) == size:
+        return maps
+    if not maps.is_floating_point():
+        maps = maps.float()
+    return F.interpolate(maps.unsqueeze(1), size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
 def max_abs_over_channels(attributions: Tensor) -> Tensor:
     """N x C x H x W -> N x H x W: the largest magnitude over channels (gradient-style methods)."""
     return attributions.abs().amax(dim=1)
@@ -93,6 +128,10 @@ class Explainer:
 
     ``batch_size`` bounds how many images go through the network at once, including the copies that methods such as
     IntegratedGradients, SmoothGrad, Occlusion and RISE expand each pair into.
+
+    Subclasses also implement :meth:`passes` (their cost per pair). One that does not raises NotImplementedError
+    there; the runner's plan (``xaiboard.runner.plan.passes_of``) shows such an explainer, or an object without a
+    ``passes`` method, as "unknown" cost and runs it all the same.
     """
 
     #: how the method's attributions become one map per pair (shown in the configuration)
@@ -109,6 +148,8 @@ class Explainer:
         self.batch_size = batch_size
         self.name = name or type(self).__name__
         self._parameters: dict[str, Any] = {}
+        # keys of the warnings already given; shared with the twins made by with_network (one warning per method)
+        self._warned: set[str] = set()
 
     def _remember(self, **parameters: Any) -> None:
         """Record constructor parameters (layers by name) for :meth:`config` and :meth:`with_network`."""
@@ -122,9 +163,17 @@ class Explainer:
 
     __call__ = explain
 
-    def explain_with_delta(self, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Optional[Tensor]]:
-        """The maps plus a per-pair convergence delta (methods with a completeness property) or None."""
+    def explain_with_delta(self, inputs: Tensor, targets: Tensor,
+                           native: bool = False) -> tuple[Tensor, Optional[Tensor]]:
+        """The maps plus a per-pair convergence delta (methods with a completeness property) or None.
+
+        ``native=False`` (the default, what benchmarks get): maps at the input size H x W. ``native=True``: maps at
+        the method's own grid (GradCAM: the layer's h x w, e.g. 7 x 7 at 224; every other method: the input size),
+        which stores smaller; :func:`to_input_size` turns them into exactly the ``native=False`` maps.
+        """
         inputs, targets = self._check(inputs, targets)
+        if inputs.shape[0]:
+            self._first_call(inputs)
         inputs = inputs.detach().requires_grad_(inputs.is_floating_point())
         maps: list[Tensor] = []
         deltas: list[Tensor] = []
@@ -138,7 +187,17 @@ class Explainer:
                 if chunk_delta is not None:
                     deltas.append(chunk_delta.detach().float().reshape(-1))
         result = torch.cat(maps) if maps else inputs.new_zeros((0, *inputs.shape[2:]))
+        if not native:
+            result = to_input_size(result, (inputs.shape[2], inputs.shape[3]))
         return result, (torch.cat(deltas) if deltas and len(deltas) == len(maps) else None)
+
+    def passes(self, image_shape: tuple[int, int, int]) -> Passes:
+        """Network passes per (image, label) pair for images of ``image_shape`` (C, H, W), with the current
+        parameters (defaults that depend on the image size resolved for that shape)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not state its cost: define passes(image_shape) -> Passes (forward and "
+            "backward passes per (image, label) pair); until then the run plan shows its cost as unknown"
+        )
 
     def config(self) -> dict[str, Any]:
         """The full configuration as JSON-able values: class, name, every parameter (layers by name)."""
@@ -151,8 +210,13 @@ class Explainer:
         }
 
     def with_network(self, network: nn.Module) -> "Explainer":
-        """The same explainer (same parameters, same layer by name) bound to another network."""
-        return type(self)(network, batch_size=self.batch_size, name=self.name, **self._parameters)
+        """The same explainer (same parameters, same layer by name) bound to another network.
+
+        The twin shares the once-only warnings of this instance, so the Randomization benchmark's randomised copy
+        does not repeat a warning the user has already seen."""
+        twin = type(self)(network, batch_size=self.batch_size, name=self.name, **self._parameters)
+        twin._warned = self._warned
+        return twin
 
     def check(self, inputs: Tensor) -> None:
         """Raise a ValueError when the method cannot work on inputs like ``inputs`` (1 x C x H x W); cheap.
@@ -169,6 +233,15 @@ class Explainer:
     def _explain(self, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Optional[Tensor]]:
         """Maps (and deltas or None) for one chunk of at most :meth:`_chunk_size` pairs."""
         raise NotImplementedError
+
+    def _first_call(self, inputs: Tensor) -> None:
+        """Called with the inputs of every call before any work (cheap checks that need the image size)."""
+
+    def _warn_once(self, key: str, message: str) -> None:
+        """A UserWarning the first time ``key`` comes up for this instance (and its with_network twins)."""
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, UserWarning, stacklevel=4)
 
     def _chunk_size(self) -> int:
         """How many pairs :meth:`_explain` gets at once."""

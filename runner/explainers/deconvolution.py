@@ -7,17 +7,34 @@ from typing import Optional
 from captum.attr import Deconvolution as CaptumDeconvolution
 from torch import Tensor, nn
 
-from .base import DEFAULT_BATCH_SIZE, Explainer, max_abs_over_channels
+from ..cost import Passes
+from .base import DEFAULT_BATCH_SIZE, Explainer, image_shape_of, max_abs_over_channels
+from .relu_rule import ReluRuleCheck
 
 
-class Deconvolution(Explainer):
+class Deconvolution(ReluRuleCheck, Explainer):
     """The backward signal with ReLUs applied to the gradient instead of the forward activations, as max |a| over
-    channels. Like :class:`GuidedBackprop` it needs ``torch.nn.ReLU`` modules."""
+    channels. Like :class:`GuidedBackprop` the rule reaches only ``torch.nn.ReLU`` modules, and ``check`` (or the
+    first call) warns once when the network has other activations (functional or other modules).
+
+    Cost per pair: 1 forward + 1 backward pass at any image size.
+    """
 
     reduction = "max |attribution| over channels"
+    relu_rule = "deconvolution"
 
     def __init__(self, network: nn.Module, *, batch_size: int = DEFAULT_BATCH_SIZE, name: Optional[str] = None):
         super().__init__(network, batch_size=batch_size, name=name)
+
+    def check(self, inputs: Tensor) -> None:
+        self._check_relu_rule(inputs)
+
+    def passes(self, image_shape: tuple[int, int, int]) -> Passes:
+        image_shape_of(image_shape)
+        return Passes(1, 1)
+
+    def _first_call(self, inputs: Tensor) -> None:
+        self._check_relu_rule(inputs)
 
     def _explain(self, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Optional[Tensor]]:
         attributions = CaptumDeconvolution(self.network).attribute(inputs, target=targets)

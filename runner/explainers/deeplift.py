@@ -7,7 +7,8 @@ from typing import Optional
 from captum.attr import DeepLift as CaptumDeepLift
 from torch import Tensor, nn
 
-from .base import DEFAULT_BATCH_SIZE, Explainer, sum_over_channels
+from ..cost import Passes
+from .base import DEFAULT_BATCH_SIZE, Explainer, image_shape_of, sum_over_channels
 from .baselines import Baseline, check_baseline, make_baseline
 
 
@@ -15,7 +16,12 @@ class DeepLift(Explainer):
     """Contributions of each input relative to a baseline (Rescale rule), summed over channels (signed); the
     summation-to-delta gap is stored as the convergence delta. Each non-linearity must be its own module
     (``torch.nn.ReLU`` instances, not reused and not functional calls), as Captum requires. ``baseline`` as for
-    :class:`IntegratedGradients`."""
+    :class:`IntegratedGradients`.
+
+    Cost per pair: 4 forward + 2 backward passes at any image size. Captum runs the input and its baseline as one
+    batch of two through the network and back (2 forward + 2 backward), then runs both again, without autograd, for
+    the convergence delta (2 forward).
+    """
 
     reduction = "signed sum over channels"
 
@@ -25,6 +31,10 @@ class DeepLift(Explainer):
         check_baseline(baseline)
         self.baseline, self.blur_sigma, self.seed = baseline, blur_sigma, seed
         self._remember(baseline=baseline, blur_sigma=blur_sigma, seed=seed)
+
+    def passes(self, image_shape: tuple[int, int, int]) -> Passes:
+        image_shape_of(image_shape)
+        return Passes(4, 2)
 
     def _chunk_size(self) -> int:
         # DeepLift runs the inputs and the baselines together: half a chunk each keeps batch_size images per pass.

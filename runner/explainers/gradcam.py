@@ -1,15 +1,15 @@
-"""Grad-CAM (Selvaraju et al. 2017) through Captum's ``LayerGradCam``, upsampled to the input size."""
+"""Grad-CAM (Selvaraju et al. 2017) through Captum's ``LayerGradCam``, at the layer's grid or upsampled."""
 
 from __future__ import annotations
 
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from captum.attr import LayerGradCam
 from torch import Tensor, nn
 
-from .base import DEFAULT_BATCH_SIZE, Explainer, eval_mode, resolve_layer
+from ..cost import Passes
+from .base import DEFAULT_BATCH_SIZE, Explainer, eval_mode, image_shape_of, resolve_layer
 
 
 def check_spatial_layer(explainer: Explainer, layer: nn.Module, layer_name: str, inputs: Tensor) -> None:
@@ -31,8 +31,13 @@ def check_spatial_layer(explainer: Explainer, layer: nn.Module, layer_name: str,
 
 class GradCAM(Explainer):
     """ReLU(sum_k alpha_k A_k) on ``layer``'s feature maps A (alpha_k = mean gradient of the target over map k),
-    upsampled bilinearly to the input size. ``layer`` is a dotted module name (``"layer4"``) or a module; it is
-    stored by name. ``relu=False`` keeps the negative evidence."""
+    upsampled bilinearly (``align_corners=False``, :func:`~.base.to_input_size`) to the input size. With
+    ``explain_with_delta(..., native=True)`` the maps stay at the layer's h x w grid (7 x 7 for ResNet's layer4 at
+    224), which is all the information they hold. ``layer`` is a dotted module name (``"layer4"``) or a module; it
+    is stored by name. ``relu=False`` keeps the negative evidence.
+
+    Cost per pair: 1 forward + 1 backward pass (the backward stops at ``layer``) at any image size.
+    """
 
     reduction = "one channel; bilinear upsampling to the input size"
 
@@ -46,10 +51,13 @@ class GradCAM(Explainer):
     def check(self, inputs: Tensor) -> None:
         check_spatial_layer(self, self.layer, self.layer_name, inputs)
 
+    def passes(self, image_shape: tuple[int, int, int]) -> Passes:
+        image_shape_of(image_shape)
+        return Passes(1, 1)
+
     def _explain(self, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Optional[Tensor]]:
         cam = LayerGradCam(self.network, self.layer).attribute(inputs, target=targets, relu_attributions=self.relu)
         if cam.dim() != 4:
             raise ValueError(f"layer {self.layer_name!r} must output N x C x h x w feature maps, "
                              f"Grad-CAM got shape {tuple(cam.shape)}")
-        cam = F.interpolate(cam, size=inputs.shape[2:], mode="bilinear", align_corners=False)
-        return cam[:, 0], None
+        return cam[:, 0], None  # the layer's grid; explain_with_delta upsamples unless native=True

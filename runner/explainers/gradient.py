@@ -7,19 +7,25 @@ from typing import Optional
 from captum.attr import Saliency
 from torch import Tensor, nn
 
-from .base import DEFAULT_BATCH_SIZE, Explainer, max_abs_over_channels
+from ..cost import Passes
+from .base import DEFAULT_BATCH_SIZE, Explainer, image_shape_of, max_abs_over_channels
 
 
 class Gradient(Explainer):
     """|d output[target] / d input|, reduced to the largest magnitude over channels.
 
-    One forward and one backward pass per pair. Known as ``Saliency`` in Captum and ``Gradient`` in MindSpore XAI.
+    Cost per pair: 1 forward + 1 backward pass at any image size. Known as ``Saliency`` in Captum and ``Gradient``
+    in MindSpore XAI.
     """
 
     reduction = "max |gradient| over channels"
 
     def __init__(self, network: nn.Module, *, batch_size: int = DEFAULT_BATCH_SIZE, name: Optional[str] = None):
         super().__init__(network, batch_size=batch_size, name=name)
+
+    def passes(self, image_shape: tuple[int, int, int]) -> Passes:
+        image_shape_of(image_shape)
+        return Passes(1, 1)
 
     def _explain(self, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Optional[Tensor]]:
         attributions = Saliency(self.network).attribute(inputs, target=targets, abs=True)

@@ -7,15 +7,22 @@ from typing import Optional
 from captum.attr import GuidedGradCam as CaptumGuidedGradCam
 from torch import Tensor, nn
 
-from .base import DEFAULT_BATCH_SIZE, Explainer, max_abs_over_channels, resolve_layer
+from ..cost import Passes
+from .base import DEFAULT_BATCH_SIZE, Explainer, image_shape_of, max_abs_over_channels, resolve_layer
 from .gradcam import check_spatial_layer
+from .relu_rule import ReluRuleCheck
 
 
-class GuidedGradCAM(Explainer):
+class GuidedGradCAM(ReluRuleCheck, Explainer):
     """Guided backpropagation multiplied element-wise by the Grad-CAM map of ``layer`` upsampled (bilinear) to the
-    input size, reduced to max |a| over channels. Needs ``torch.nn.ReLU`` modules like :class:`GuidedBackprop`."""
+    input size, reduced to max |a| over channels. The guided part reaches only ``torch.nn.ReLU`` modules, like
+    :class:`GuidedBackprop`; ``check`` (or the first call) warns once when the network has other activations.
+
+    Cost per pair: GradCAM + GuidedBackprop = 2 forward + 2 backward passes at any image size.
+    """
 
     reduction = "max |attribution| over channels"
+    relu_rule = "guided backpropagation"
 
     def __init__(self, network: nn.Module, layer: str | nn.Module, *, batch_size: int = DEFAULT_BATCH_SIZE,
                  name: Optional[str] = None):
@@ -25,6 +32,14 @@ class GuidedGradCAM(Explainer):
 
     def check(self, inputs: Tensor) -> None:
         check_spatial_layer(self, self.layer, self.layer_name, inputs)
+        self._check_relu_rule(inputs)
+
+    def passes(self, image_shape: tuple[int, int, int]) -> Passes:
+        image_shape_of(image_shape)
+        return Passes(2, 2)
+
+    def _first_call(self, inputs: Tensor) -> None:
+        self._check_relu_rule(inputs)
 
     def _explain(self, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Optional[Tensor]]:
         attributions = CaptumGuidedGradCam(self.network, self.layer).attribute(
