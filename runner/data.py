@@ -2,19 +2,28 @@
 
 Accepted items: ``image``, ``(image, labels)``, ``(image, labels, boxes)`` or a mapping with ``image``, ``labels``
 (or ``label``), ``boxes``, ``masks``, ``name`` and ``display``. Images are C x H x W tensors or arrays (uint8 is
-scaled to [0, 1]) or PIL images; ``transform`` is applied to every image first. ``labels`` are class indices;
-``boxes[i] = (x, y, width, height)`` in input pixels (x is the column) belongs to ``labels[i]``; ``masks`` maps a label
-to an H x W boolean mask.
+scaled to [0, 1]), as the model takes them; ``transform`` is applied to every image first and must produce one. A
+PIL image or an H x W x C array is refused: the model would see unnormalised pixels in the wrong layout.
+``labels`` are class indices; ``boxes[i] = (x, y, width, height)`` in input pixels (x is the column) belongs to
+``labels[i]``; ``masks`` maps a label to an H x W boolean mask.
 
 Sample ids are dataset indices (map-style datasets, DataLoaders over them) or positions in iteration order (other
-iterables), which is what lets a resumed run skip the samples already written.
+iterables), which is what lets a resumed run skip the samples already written; the data's :class:`Fingerprint`
+(count, names, a hash of the first images) tells whether a resumed run still reads the same data.
+
+An item that cannot be read (the dataset or the transform raises, e.g. a broken file) or whose image does not have
+the shape of the others (a grayscale photo in an RGB dataset) becomes a :class:`BadItem`: that sample's failure,
+recorded while the run goes on. Wrong labels, boxes or masks are mistakes in the data's description and stop the
+run before any work.
 """
 
 from __future__ import annotations
 
+import hashlib
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -22,6 +31,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
 FINITE_CHECK_CHUNK = 256
+#: images hashed into the fingerprint
+FINGERPRINT_ITEMS = 4
 
 
 class InvalidInputError(ValueError):
@@ -47,13 +58,56 @@ class Item:
 
 
 @dataclass(frozen=True)
+class BadItem:
+    """An item that cannot be explained (unreadable, or an image of another shape): recorded as its failure."""
+
+    id: int
+    name: str
+    message: str
+    traceback: str = ""
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What identifies the data a run read: the item count, a hash of the names and of the first images."""
+
+    count: int
+    names: str
+    head: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "names": self.names, "head": self.head}
+
+    def differences(self, stored: Optional[Mapping[str, Any]]) -> list[str]:
+        """What changed since ``stored`` (an :meth:`as_dict` of the earlier run), in words; empty when nothing did
+        or when the earlier run kept no fingerprint."""
+        if not stored:
+            return []
+        changed = []
+        if stored.get("count") != self.count:
+            changed.append(f"{stored.get('count')} items then, {self.count} now")
+        if stored.get("names") != self.names:
+            changed.append("the sample names changed")
+        if stored.get("head") != self.head:
+            changed.append(f"the first {FINGERPRINT_ITEMS} images changed")
+        return changed
+
+
+@dataclass(frozen=True)
 class DataSpec:
-    """What the validation pass learned: how many items and their common image shape."""
+    """What the validation pass learned: how many items, their common image shape, which items cannot be used and
+    the data's fingerprint."""
 
     count: int
     channels: int
     height: int
     width: int
+    bad: tuple[BadItem, ...] = ()
+    fingerprint: Optional[Fingerprint] = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
 
 
 def _where(index: int, name: Optional[str] = None) -> str:
@@ -68,17 +122,22 @@ def _is_pil(value: Any) -> bool:
     return isinstance(value, Image.Image)
 
 
+TRANSFORM_HINT = ("pass transform= to the runner, a function that turns it into the normalised C x H x W tensor "
+                  "the model takes (resize, crop, to a tensor, normalise with the model's mean and std)")
+
+
 def to_image_tensor(image: Any, where: str) -> Tensor:
-    """A C x H x W float32 CPU tensor from a tensor, an array (C x H x W) or a PIL image (H x W x C)."""
+    """A C x H x W float32 CPU tensor from a tensor or an array in C x H x W layout."""
     if _is_pil(image):
-        array = np.asarray(image)
-        image = torch.from_numpy(array.copy())
-        image = image.unsqueeze(0) if image.dim() == 2 else image.permute(2, 0, 1)
-    elif isinstance(image, np.ndarray):
+        raise InvalidInputError(f"{where}: the image is a PIL image ({image.mode}, {image.width}x{image.height}); "
+                                + TRANSFORM_HINT)
+    if isinstance(image, np.ndarray):
+        if image.ndim == 3 and image.shape[2] in (1, 3, 4) and image.shape[0] not in (1, 3, 4):
+            raise InvalidInputError(f"{where}: the image is an H x W x C array {image.shape}; " + TRANSFORM_HINT)
         image = torch.from_numpy(np.ascontiguousarray(image))
     if not isinstance(image, Tensor):
-        raise InvalidInputError(f"{where}: the image must be a C x H x W tensor or array, or a PIL image, "
-                                f"got {type(image).__name__}")
+        raise InvalidInputError(f"{where}: the image must be a C x H x W tensor or array, got "
+                                f"{type(image).__name__}; " + TRANSFORM_HINT)
     if image.dim() != 3:
         hint = " (add the channel dimension with image.unsqueeze(0))" if image.dim() == 2 else ""
         raise InvalidInputError(f"{where}: the image must be C x H x W, got shape {tuple(image.shape)}{hint}")
@@ -216,16 +275,23 @@ def parse_item(raw: Any, index: int, transform: Optional[Callable[[Any], Any]] =
     )
 
 
-def check_item(item: Item, num_classes: int, shape: tuple[int, int, int]) -> None:
-    """Raise :class:`InvalidInputError` when the item disagrees with the classes or the common image shape."""
-    where = _where(item.id, item.name)
+def shape_problem(item: Item, shape: tuple[int, int, int]) -> Optional[str]:
+    """Why the item's image cannot go with the others (another channel count or size), or None."""
     channels, height, width = shape
     if item.image.shape[0] != channels:
-        raise InvalidInputError(f"{where}: the image has {item.image.shape[0]} channels, expected {channels} "
-                                f"like item 0 (shape {tuple(item.image.shape)})")
+        return (f"the image has {item.image.shape[0]} channels, expected {channels} like the first item (shape "
+                f"{tuple(item.image.shape)}; convert grayscale images to RGB in the transform)")
     if tuple(item.image.shape[1:]) != (height, width):
-        raise InvalidInputError(f"{where}: the image is {item.image.shape[1]}x{item.image.shape[2]}, expected "
-                                f"{height}x{width} like item 0 (resize in a transform)")
+        return (f"the image is {item.image.shape[1]}x{item.image.shape[2]}, expected {height}x{width} like the "
+                "first item (resize in a transform)")
+    return None
+
+
+def check_item(item: Item, num_classes: int, shape: tuple[int, int, int]) -> None:
+    """Raise :class:`InvalidInputError` when the item's labels, boxes or masks are wrong (its image has the
+    common shape: see :func:`shape_problem`)."""
+    where = _where(item.id, item.name)
+    _, height, width = shape
     for label in item.labels:
         if not 0 <= label < num_classes:
             raise InvalidInputError(f"{where}: label {label} is out of range for {num_classes} classes "
@@ -312,36 +378,70 @@ class DataSource:
         else:
             yield from self.data
 
-    def items(self, skip: Optional[set[int]] = None) -> Iterator[Item]:
-        """Every item whose id is not in ``skip``, parsed, in id order."""
+    def items(self, skip: Optional[set[int]] = None,
+              shape: Optional[tuple[int, int, int]] = None) -> Iterator[Union[Item, BadItem]]:
+        """Every item whose id is not in ``skip``, parsed, in id order; one that cannot be read, or whose image
+        does not have ``shape``, as a :class:`BadItem`. Errors of the input's form (a PIL image without a
+        transform) are raised: they concern every item."""
         skip = skip or set()
         if self._indexed:
             for index in range(len(self.data)):
                 if index not in skip:
-                    yield parse_item(self.data[index], index, self.transform)
+                    yield self._parse(lambda index=index: self.data[index], index, shape)
         else:
             for index, raw in enumerate(self._raw()):
                 if index not in skip:
-                    yield parse_item(raw, index, self.transform)
+                    yield self._parse(lambda raw=raw: raw, index, shape)
+
+    def _parse(self, read: Callable[[], Any], index: int,
+               shape: Optional[tuple[int, int, int]]) -> Union[Item, BadItem]:
+        try:
+            item = parse_item(read(), index, self.transform)
+        except InvalidInputError:
+            raise
+        except Exception as error:  # noqa: BLE001 - a broken file or a failing transform is that sample's failure
+            return BadItem(index, str(index), f"reading the item failed: {type(error).__name__}: {error}",
+                           traceback.format_exc())
+        problem = shape_problem(item, shape) if shape is not None else None
+        return BadItem(item.id, item.name, problem) if problem else item
 
     def validate(self, num_classes: int) -> DataSpec:
-        """Read every item once and refuse the first bad one (shape, NaN/inf pixels, labels, boxes, masks)."""
+        """Read every item once: refuse wrong labels, boxes, masks or NaN/inf pixels; set aside the items that
+        cannot be read or do not have the first good item's shape; fingerprint the data."""
         shape: Optional[tuple[int, int, int]] = None
         pending: list[Item] = []
-        count = 0
+        bad: list[BadItem] = []
+        names = hashlib.sha256()
+        head = hashlib.sha256()
+        count = hashed = 0
         for item in self.items():
+            count += 1
+            names.update(f"{item.id}:{item.name}\n".encode())
+            if isinstance(item, BadItem):
+                bad.append(item)
+                continue
             if shape is None:
                 shape = tuple(item.image.shape)  # type: ignore[assignment]
+            problem = shape_problem(item, shape)  # type: ignore[arg-type]
+            if problem:
+                bad.append(BadItem(item.id, item.name, problem))
+                continue
             check_item(item, num_classes, shape)  # type: ignore[arg-type]
+            if hashed < FINGERPRINT_ITEMS:
+                head.update(item.image.numpy().tobytes())
+                hashed += 1
             pending.append(item)
-            count += 1
             if len(pending) == FINITE_CHECK_CHUNK:
                 _check_finite(pending)
                 pending = []
         _check_finite(pending)
         if shape is None:
+            if bad:
+                raise InvalidInputError(f"no item of the data can be used; {_where(bad[0].id, bad[0].name)}: "
+                                        f"{bad[0].message}")
             raise InvalidInputError("the data holds no items")
-        return DataSpec(count, *shape)
+        fingerprint = Fingerprint(count, names.hexdigest()[:16], head.hexdigest()[:16])
+        return DataSpec(count, *shape, bad=tuple(bad), fingerprint=fingerprint)
 
 
 def _check_finite(items: list[Item]) -> None:

@@ -1,8 +1,9 @@
 """``xaiboard demo``: train a small CNN in seconds, explain and score its test images, serve the dashboard.
 
 ``digits``: scikit-learn's bundled handwritten digits upsampled to 32x32, softmax, every explainer and benchmark.
-``shapes``: synthetic multi-label images of coloured shapes with exact boxes and masks, sigmoid head. The demo is
-deterministic for a seed; its parameters (RISE masks, IG steps, SmoothGrad samples, Occlusion window, benchmark
+``shapes``: synthetic multi-label images of coloured shapes with exact boxes and masks, sigmoid head.
+``photos``: the pretrained EfficientNet-Lite0 on real photos at 224 x 224 with 1000 ImageNet classes (no training;
+see :mod:`.photos_demo`). The demo is deterministic for a seed; its parameters (RISE masks, IG steps, SmoothGrad samples, Occlusion window, benchmark
 steps) are chosen so the whole run takes a minute or two on two CPU cores.
 """
 
@@ -40,7 +41,7 @@ from .explainers import (  # noqa: E402
 from .models import SmallCNN, train_classifier  # noqa: E402
 from .runner import ImageClassificationRunner  # noqa: E402
 
-DATASETS = ("digits", "shapes")
+DATASETS = ("digits", "shapes", "photos")
 IMAGE_SIZE = {"digits": 32, "shapes": 32}
 EPOCHS = {"digits": 6, "shapes": 4}
 
@@ -136,19 +137,14 @@ def run_demo(
     port: int = 8080,
     progress: bool = True,
 ) -> Path:
-    """Train, explain ``samples`` test images into ``out/<dataset>`` (started over each time) and, with ``serve``,
-    serve the dashboard over ``out``. Returns the summary directory."""
-    data, network, activation = prepare(dataset, seed)
-    items = data.test_items[:samples]
-    if samples > len(items):
-        _say(f"the {dataset} test set has {len(items)} images; explaining all of them")
+    """Train (or, for photos, load the pretrained model), explain ``samples`` test images into ``out/<dataset>``
+    (started over each time) and, with ``serve``, serve the dashboard over ``out``. Returns the summary
+    directory."""
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown demo dataset {dataset!r}: use {', '.join(DATASETS)}")
     summary_dir = Path(out) / dataset
-    runner = ImageClassificationRunner(
-        summary_dir, network, items, data.classes, activation_fn=activation, threshold=0.5, mean=data.mean,
-        std=data.std, batch_size=64, device="cpu", name=f"{dataset} demo (seed {seed})",
-    )
-    runner.register_saliency(demo_explainers(network, activation, seed), demo_benchmarks(IMAGE_SIZE[dataset], seed))
-    runner.register_uncertainty(n_samples=10)
+    runner = _photos_runner(summary_dir, samples, seed) if dataset == "photos" else _trained_runner(
+        dataset, samples, summary_dir, seed)
     started = time.perf_counter()
     with runner.run(overwrite=True, progress=progress) as summary:
         counts = summary.counts()
@@ -162,6 +158,28 @@ def run_demo(
 
     serve_dashboard(str(out), host=host, port=port, reload_interval=5.0)
     return summary_dir
+
+
+def _trained_runner(dataset: str, samples: int, summary_dir: Path, seed: int) -> ImageClassificationRunner:
+    data, network, activation = prepare(dataset, seed)
+    items = data.test_items[:samples]
+    if samples > len(items):
+        _say(f"the {dataset} test set has {len(items)} images; explaining all of them")
+    runner = ImageClassificationRunner(
+        summary_dir, network, items, data.classes, activation_fn=activation, threshold=0.5, mean=data.mean,
+        std=data.std, batch_size=64, device="cpu", name=f"{dataset} demo (seed {seed})",
+    )
+    runner.register_saliency(demo_explainers(network, activation, seed), demo_benchmarks(IMAGE_SIZE[dataset], seed))
+    runner.register_uncertainty(n_samples=10)
+    return runner
+
+
+def _photos_runner(summary_dir: Path, samples: int, seed: int) -> ImageClassificationRunner:
+    from .photos_demo import photos_runner
+
+    runner = photos_runner(summary_dir, samples, seed)
+    _say(f"loaded the pretrained EfficientNet-Lite0; explaining {len(runner.source)} photos at 224x224")
+    return runner
 
 
 def _print_info(summary_dir: Path) -> None:

@@ -1,48 +1,42 @@
 """``ImageClassificationRunner``: explain and score a classifier over a dataset into a summary directory.
 
-Per batch of samples: one forward pass for the probabilities (plus the MC-dropout passes when asked), label
-selection (ground truth, predictions, top-k), each explainer called once on every (image, label) pair of the batch,
-each benchmark called once per explainer on those pairs, then one store transaction with every row of the batch.
-A killed run leaves complete samples only, and ``run()`` continues after them.
+The runner validates the data and the methods, prints its cost plan (:mod:`.plan`), then explains the samples in
+small groups (:mod:`.processing`): the first group is one sample, later ones are sized so that a group takes about
+:data:`GROUP_SECONDS`, never more than ``batch_size`` samples. Each group is committed in one store transaction by a
+writer thread while the next one is computed, so samples appear in the dashboard seconds after they are done, a
+killed run keeps every committed sample, and ``run()`` continues after them.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import platform
-import signal
 import sys
-import threading
 import time
-import traceback
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
 import torch
+from sqlalchemy.exc import SQLAlchemyError
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from xaiboard.store import (
-    Batch,
-    BoxRecord,
-    FailureRecord,
-    PredictionRecord,
-    SaliencyRecord,
-    SampleRecord,
-    ScoreRecord,
-    Summary,
-    SummaryWriter,
-    is_summary_dir,
-)
+from xaiboard.store import Batch, FailureRecord, Summary, SummaryError, SummaryWriter, is_summary_dir
 
-from .data import DataSource, DataSpec, InvalidInputError, Item
+from .cost import Passes
+from .data import BadItem, DataSource, DataSpec, InvalidInputError, Item
 from .explainers.base import eval_mode
+from .interrupt import RunStopped, StopRequest
 from .labels import select_labels
-from .uncertainty import MCDropout
+from .plan import Plan, make_plan, passes_of, time_passes
+from .processing import GroupProcessor, Settings
+from .uncertainty import make_uncertainty
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +45,11 @@ BENCHMARK_ATTRIBUTES = ("name", "higher_is_better", "range", "aggregation", "req
                         "config", "evaluate")
 #: configuration keys that must match for a run to continue a stored summary
 RESUME_KEYS = ("classes", "explainers", "benchmarks", "mean", "std", "activation", "threshold", "top_k",
-               "uncertainty", "image_shape")
+               "uncertainty", "image_shape", "benchmark_samples")
+#: a group of samples is sized to take about this long, so commits (and the dashboard) move every few seconds
+GROUP_SECONDS = 2.0
+#: items whose labels are counted to estimate the pairs per sample in the plan
+PLAN_ITEMS = 16
 
 Activation = Union[str, Callable[[Tensor], Tensor]]
 
@@ -92,37 +90,6 @@ def _channel_stats(values: Any, what: str) -> Optional[list[float]]:
     return [float(v) for v in array]
 
 
-class _StopRequest:
-    """Turns SIGINT/SIGTERM into a request to stop after the current batch; a second SIGINT stops at once."""
-
-    def __init__(self) -> None:
-        self.signum: Optional[int] = None
-        self._previous: dict[int, Any] = {}
-
-    def install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self._previous[signum] = signal.signal(signum, self._handle)
-
-    def _handle(self, signum: int, _frame: Any) -> None:
-        if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signum = signum
-        tqdm.write(f"xaiboard: {signal.Signals(signum).name} received, stopping after the current batch "
-                   "(Ctrl-C again to stop now)", file=sys.stderr)
-
-    def restore(self) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
-        self._previous.clear()
-
-    def redeliver(self) -> None:
-        """Give the signal to the handler that was there before (KeyboardInterrupt for a default SIGINT)."""
-        if self.signum is not None:
-            signal.raise_signal(self.signum)
-
-
 class ImageClassificationRunner:
     """Computes saliency maps, benchmark scores and predictions of ``network`` over ``data`` into ``summary_dir``.
 
@@ -138,7 +105,9 @@ class ImageClassificationRunner:
         top_k: also explain the ``top_k`` most likely labels of every sample.
         mean, std: the per-channel normalisation of the inputs, to show the images as they were; without them an
             input in [0, 1] is shown as is and any other min-max scaled. An item's ``display`` overrides.
-        batch_size: samples per batch (one forward pass and one store transaction each).
+        batch_size: the most samples computed and committed together; groups start at one sample and grow while
+            a group takes less than about two seconds (small images), so the store and the progress bar move at
+            least every few seconds.
         device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
         name: the run's name (default: the directory's name).
         transform: applied to every item's image before anything else (e.g. PIL image -> normalised tensor).
@@ -204,13 +173,24 @@ class ImageClassificationRunner:
         self.transform = transform
         self.explainers: list[Any] = []
         self.benchmarks: list[Any] = []
-        self.uncertainty: Optional[MCDropout] = None
+        self.benchmark_samples: Optional[int] = None
+        self.benchmark_seed = 0
+        self.uncertainty: Any = None
         self.multi_label = self.activation_name == "sigmoid"
 
     # -- registration --------------------------------------------------------------------------------------------
 
-    def register_saliency(self, explainers: Iterable[Any], benchmarks: Iterable[Any] = ()) -> None:
-        """Add explainers (maps for every explained label) and benchmarks (scores of every explainer's maps)."""
+    def register_saliency(self, explainers: Iterable[Any], benchmarks: Iterable[Any] = (),
+                          benchmark_samples: Optional[int] = None, seed: int = 0) -> None:
+        """Add explainers (maps for every explained label) and benchmarks (scores of every explainer's maps).
+
+        ``benchmark_samples=N`` scores only a seeded random subset of N samples (every sample still gets its maps):
+        benchmarks such as Robustness cost many explainer runs per pair (see :meth:`plan`).
+        """
+        if benchmark_samples is not None and (not isinstance(benchmark_samples, int) or benchmark_samples < 1):
+            raise InvalidInputError(f"benchmark_samples must be a positive integer or None, got {benchmark_samples!r}")
+        if benchmark_samples is not None:
+            self.benchmark_samples, self.benchmark_seed = benchmark_samples, int(seed)
         explainers, benchmarks = list(explainers), list(benchmarks)
         taken = {e.name for e in self.explainers}
         for explainer in explainers:
@@ -242,46 +222,52 @@ class ImageClassificationRunner:
         self.explainers += explainers
         self.benchmarks += benchmarks
 
-    def register_uncertainty(self, n_samples: int = 10) -> None:
-        """Add MC-dropout uncertainty: ``n_samples`` passes with only the Dropout layers on; stores the standard
-        deviation and the 95% interval of every probability. A network without dropout layers is refused."""
+    def register_uncertainty(self, n_samples: int = 10, method: str = "mc_dropout", **options: Any) -> None:
+        """Add the uncertainty of every probability (standard deviation and 95% interval) from ``n_samples``
+        stochastic passes: ``method="mc_dropout"`` (only the Dropout layers on; a network without any is refused)
+        or ``"input_noise"`` (Gaussian noise on the input, for networks without dropout; ``options`` go to it)."""
         try:
-            self.uncertainty = MCDropout(self.network, n_samples)
-        except ValueError as error:
+            self.uncertainty = make_uncertainty(method, self.network, n_samples, **options)
+        except (TypeError, ValueError) as error:
             raise InvalidInputError(str(error)) from None
 
     # -- running -------------------------------------------------------------------------------------------------
 
     def run(self, resume: bool = True, progress: bool = True, overwrite: bool = False) -> Summary:
-        """Validate everything, then explain every sample not yet in the summary; returns the opened summary.
+        """Validate everything, print the plan, then explain every sample not yet in the summary; returns the
+        opened summary.
 
-        ``resume``: continue a summary left by an earlier run (a complete one is returned as is); ``overwrite``:
-        start over. SIGINT/SIGTERM stop after the current batch with the status ``interrupted`` and are then handed
-        on (a default SIGINT raises KeyboardInterrupt).
+        ``resume``: continue a summary left by an earlier run on the same data and configuration (a complete one
+        is returned as is); ``overwrite``: start over. SIGINT/SIGTERM stop within one forward pass, keep every
+        finished sample with the status ``interrupted``, and are then handed on (a default SIGINT raises
+        KeyboardInterrupt); a second Ctrl-C stops at once.
         """
-        self._probe()
-        spec = self.source.validate(len(self.classes))
-        for what, values in (("mean", self.mean), ("std", self.std)):
-            if values is not None and len(values) not in (1, spec.channels):
-                raise InvalidInputError(f"{what} has {len(values)} values but the images have {spec.channels} "
-                                        "channels")
+        spec = self._prepare()
+        plan = self._plan(spec, timing=True)
+        self._say(str(plan), progress)
+        advice = plan.warning()
+        if advice:
+            warnings.warn(f"xaiboard: {advice}", RuntimeWarning, stacklevel=2)
         config = self._config(spec)
-        writer = self._open_writer(config, resume, overwrite, progress)
+        config["plan"] = _json(plan.as_dict())
+        writer = self._open_writer(config, spec, resume, overwrite, progress)
         if writer is None:
             return Summary.open(self.summary_dir)
-        stop = _StopRequest()
+        stop = StopRequest()
         status: Optional[str] = "failed"
         error: Optional[str] = None
         try:
             with eval_mode(self.network):
-                done = writer.done_sample_ids()
-                writer.set_progress(done=len(done), total=spec.count)
-                stop.install()
+                done = writer.done_sample_ids() | self._unreadable_ids()
+                usable = spec.count - len(spec.bad)
+                writer.set_progress(done=len(done & self._usable_ids(spec)), total=usable)
+                stop.install(self.network)
                 finished = self._loop(writer, spec, done, stop, progress)
             status = "complete" if finished else "interrupted"
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, RunStopped):
             status, error = "interrupted", None
-            raise
+            if stop.signum is None:
+                raise
         except BaseException as exc:
             error = _error_text(exc)
             raise
@@ -292,11 +278,82 @@ class ImageClassificationRunner:
             stop.redeliver()
         return Summary.open(self.summary_dir)
 
+    def plan(self, timing: bool = True) -> Plan:
+        """The cost of the run before paying it: per explainer and benchmark the passes per pair, the pairs
+        expected and, with ``timing``, the time estimated from one image's forward and backward pass measured on
+        this device. ``str(plan)`` is the table :meth:`run` prints; ``plan.warning()`` says what to change when
+        the run would take more than an hour."""
+        return self._plan(self._prepare(), timing)
+
+    def _prepare(self) -> DataSpec:
+        self._probe()
+        spec = self.source.validate(len(self.classes))
+        for what, values in (("mean", self.mean), ("std", self.std)):
+            if values is not None and len(values) not in (1, spec.channels):
+                raise InvalidInputError(f"{what} has {len(values)} values but the images have {spec.channels} "
+                                        "channels")
+        return spec
+
+    def _unreadable_ids(self) -> set[int]:
+        """Samples an earlier run of this summary could not read: recorded once, not read again on resume."""
+        with Summary.open(self.summary_dir) as summary:
+            return {f.sample_id for f in summary.failures() if f.stage == "data" and f.sample_id is not None}
+
+    @staticmethod
+    def _usable_ids(spec: DataSpec) -> set[int]:
+        bad = {b.id for b in spec.bad}
+        return {i for i in range(spec.count) if i not in bad}
+
+    def _scored_ids(self, spec: DataSpec) -> Optional[set[int]]:
+        """The sample ids that get benchmark scores: a seeded subset of ``benchmark_samples``, or None for all."""
+        if self.benchmark_samples is None or self.benchmark_samples >= spec.count:
+            return None
+        order = np.random.default_rng(self.benchmark_seed).permutation(spec.count)
+        return {int(i) for i in order[:self.benchmark_samples]}
+
+    def _plan(self, spec: DataSpec, timing: bool) -> Plan:
+        probe = [item for item in itertools.islice(self.source.items(shape=spec.shape), PLAN_ITEMS)
+                 if isinstance(item, Item)]
+        probe, probs = self._probe_outputs(probe)
+        selected = select_labels(probs, [item.ground_truth for item in probe], self.multi_label, self.threshold,
+                                 self.top_k)
+        pairs = sum(len(labels) for labels in selected)
+        masked = sum(1 for item, labels in zip(probe, selected) for label, _ in labels
+                     if label in item.ground_truth and (label in item.masks or label in item.labels[:len(item.boxes)]))
+        samples = spec.count - len(spec.bad)
+        scored = self._scored_ids(spec)
+        uncertainty = passes_of(self.uncertainty) if self.uncertainty is not None else Passes()
+        return make_plan(
+            samples=samples, pairs_per_sample=pairs / max(1, len(probe)), masked_share=masked / max(1, pairs),
+            benchmark_samples=samples if scored is None else len(scored), image_shape=spec.shape,
+            device=str(self.device), explainers=self.explainers, benchmarks=self.benchmarks,
+            model_passes=Passes(1) + (uncertainty or Passes()),
+            timing=time_passes(self.network, probe[0].image, self.device) if timing else None,
+        )
+
+    def _probe_outputs(self, probe: list[Item]) -> tuple[list[Item], Tensor]:
+        """The probabilities of the plan's probe items; one by one when the batch fails, without the items the
+        model cannot take (those become failures of the run itself, not of the plan)."""
+        with eval_mode(self.network), torch.no_grad():
+            try:
+                inputs = torch.stack([item.image for item in probe]).to(self.device)
+                return probe, self.activation(self.network(inputs)).float().cpu()
+            except Exception:  # noqa: BLE001 - a sample the model rejects: find it below
+                kept, rows = [], []
+                for item in probe:
+                    try:
+                        rows.append(self.activation(self.network(item.image[None].to(self.device))).float().cpu())
+                    except Exception:  # noqa: BLE001
+                        continue
+                    kept.append(item)
+                return kept, torch.cat(rows) if rows else torch.zeros(0, len(self.classes))
+
     def _probe(self) -> None:
-        """One forward pass on the first item: the outputs must match the classes; explainers check the inputs."""
-        first = next(self.source.items(), None)
+        """One forward pass on the first usable item: the outputs must match the classes; explainers check the
+        inputs."""
+        first = next((item for item in self.source.items() if isinstance(item, Item)), None)
         if first is None:
-            raise InvalidInputError("the data holds no items")
+            self.source.validate(len(self.classes))  # raises, naming the first item and why it cannot be used
         self.network.to(self.device)
         inputs = first.image.unsqueeze(0).to(self.device)
         try:
@@ -339,11 +396,14 @@ class ImageClassificationRunner:
             "uncertainty": self.uncertainty.config() if self.uncertainty else None,
             "image_shape": [spec.channels, spec.height, spec.width],
             "batch_size": self.batch_size,
-            "data": {"type": self.source.description, "count": spec.count},
+            "benchmark_samples": ({"count": self.benchmark_samples, "seed": self.benchmark_seed}
+                                  if self.benchmark_samples is not None else None),
+            "data": {"type": self.source.description, "count": spec.count,
+                     "fingerprint": spec.fingerprint.as_dict() if spec.fingerprint else None},
             "transform": repr(self.transform) if self.transform is not None else None,
         })
 
-    def _open_writer(self, config: dict[str, Any], resume: bool, overwrite: bool,
+    def _open_writer(self, config: dict[str, Any], spec: DataSpec, resume: bool, overwrite: bool,
                      progress: bool) -> Optional[SummaryWriter]:
         """A writer for a new, overwritten or resumed summary; None when the stored summary is already complete."""
         if is_summary_dir(self.summary_dir) and not overwrite:
@@ -358,13 +418,24 @@ class ImageClassificationRunner:
                 raise InvalidInputError(
                     f"{self.summary_dir} holds a run with another configuration ({', '.join(differing)} differ); "
                     "pass overwrite=True to start over, or write to another directory")
+            changed = spec.fingerprint.differences((stored.get("data") or {}).get("fingerprint")) \
+                if spec.fingerprint else []
+            if changed:
+                raise InvalidInputError(
+                    f"{self.summary_dir} holds a run over other data ({'; '.join(changed)}); pass overwrite=True "
+                    "to start over, or write to another directory")
             if run.status == "complete":
                 self._say(f"xaiboard: {self.summary_dir} is already complete ({run.progress_done} samples); pass "
                           "overwrite=True to compute it again", progress)
                 return None
             self._say(f"xaiboard: resuming {self.summary_dir} after {run.progress_done} samples", progress)
             return SummaryWriter.resume(self.summary_dir)
-        writer = SummaryWriter.create(self.summary_dir, name=self.name, overwrite=overwrite)
+        try:
+            writer = SummaryWriter.create(self.summary_dir, name=self.name, overwrite=overwrite)
+        except (OSError, SQLAlchemyError, SummaryError) as error:
+            reason = getattr(error, "strerror", None) or getattr(getattr(error, "orig", None), "args", [None])[0] \
+                or str(error)
+            raise InvalidInputError(f"cannot write the summary directory {self.summary_dir}: {reason}") from None
         try:
             self._describe(writer, config)
         except BaseException as exc:
@@ -406,279 +477,55 @@ class ImageClassificationRunner:
             progress_total=config["data"]["count"],
         )
 
-    def _batches(self, done: set[int]) -> Iterator[list[Item]]:
-        batch: list[Item] = []
-        for item in self.source.items(skip=done):
-            batch.append(item)
-            if len(batch) == self.batch_size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+    def _settings(self, spec: DataSpec, stage: Callable[[str], None]) -> Settings:
+        return Settings(self.network, self.device, self.activation, self.multi_label, self.threshold, self.top_k,
+                        self.mean, self.std, self.explainers, self.benchmarks, self.uncertainty,
+                        self._scored_ids(spec), stage)
 
-    def _loop(self, writer: SummaryWriter, spec: DataSpec, done: set[int], stop: _StopRequest,
+    def _loop(self, writer: SummaryWriter, spec: DataSpec, done: set[int], stop: StopRequest,
               progress: bool) -> bool:
-        """Compute batch k+1 while a writer thread stores batch k (PNG encoding and SQLite hold the GIL only
-        between torch's kernels, so the two overlap). At most one batch waits to be stored. Returns whether every
+        """Compute group k+1 while a writer thread stores group k (PNG encoding and SQLite hold the GIL only
+        between torch's kernels, so the two overlap). At most one group waits to be stored. Returns whether every
         sample was done (False when a stop request cut the run short)."""
-        written = 0
-        failed = 0
-        with tqdm(total=spec.count, initial=len(done), unit="sample", desc=writer.directory.name,
-                  disable=not progress, dynamic_ncols=True, file=sys.stderr, smoothing=0.1) as bar, \
+        usable = self._usable_ids(spec)
+        with tqdm(total=len(usable), initial=len(usable & done), unit="sample", desc=writer.directory.name,
+                  disable=not progress, dynamic_ncols=True, file=sys.stderr, smoothing=0.3) as bar, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="xaiboard-writer") as storing:
+            processor = GroupProcessor(self._settings(spec, lambda text: bar.set_postfix_str(text, refresh=True)),
+                                       spec)
             pending: Optional[tuple[Future, Batch]] = None
+            failed: set[int] = set()
 
             def finish(entry: tuple[Future, Batch]) -> None:
-                nonlocal failed, written
                 future, stored = entry
                 future.result()
-                failed += len({f.sample_id for f in stored.failures})
-                written += len(stored.samples)
+                failed.update(f.sample_id for f in stored.failures if f.sample_id is not None)
                 bar.update(len(stored.samples))
-                if failed:
-                    bar.set_postfix(failed=failed, refresh=False)
+                bar.set_postfix_str(f"failed={len(failed)}" if failed else "", refresh=False)
 
+            stream = self.source.items(skip=done, shape=spec.shape)
+            size = 1
+            exhausted = False
             try:
-                for items in self._batches(done):
-                    batch = self.process(items, spec)
+                while not stop.requested:
+                    group = list(itertools.islice(stream, size))
+                    if not group:
+                        exhausted = True
+                        break
+                    good = [item for item in group if isinstance(item, Item)]
+                    started = time.perf_counter()
+                    batch = processor.process(good) if good else Batch()
+                    batch.failures += [FailureRecord(b.id, "data", b.message, b.traceback)
+                                       for b in group if isinstance(b, BadItem)]
+                    per_sample = (time.perf_counter() - started) / max(1, len(good))
+                    size = max(1, min(self.batch_size, int(GROUP_SECONDS / max(per_sample, 1e-6))))
                     if pending is not None:
                         finish(pending)
                     pending = (storing.submit(writer.write_batch, batch), batch)
-                    if stop.signum is not None:
-                        break
             except BaseException:
-                if pending is not None:  # let the batch in flight land; the error that stopped us is the news
+                if pending is not None:  # let the group in flight land; the error that stopped us is the news
                     pending[0].exception()
                 raise
             if pending is not None:
                 finish(pending)
-        return len(done) + written >= spec.count
-
-    # -- one batch -----------------------------------------------------------------------------------------------
-
-    def process(self, items: list[Item], spec: DataSpec) -> Batch:
-        """Everything the store gets for a batch of items (no writing)."""
-        batch = Batch()
-        inputs_cpu = torch.stack([item.image for item in items])
-        inputs = inputs_cpu.to(self.device, non_blocking=True)
-        by_sample = {row: [row] for row in range(len(items))}
-        predicted = self._guarded("model", lambda rows: self._predict(inputs[rows]), by_sample, items,
-                                  batch.failures)
-        probs_of: dict[int, Tensor] = {}
-        spread_of: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
-        for rows, (probs, spread) in predicted:
-            for i, row in enumerate(rows):
-                if not bool(torch.isfinite(probs[i]).all()):
-                    batch.failures.append(FailureRecord(items[row].id, "model", "the model's output holds NaN or inf"))
-                    continue
-                probs_of[row] = probs[i]
-                if spread is not None:
-                    spread_of[row] = (spread[0][i], spread[1][i], spread[2][i])
-        rows = sorted(probs_of)
-        selected = select_labels(torch.stack([probs_of[r] for r in rows]) if rows else torch.zeros(0, 1),
-                                 [items[r].ground_truth for r in rows], self.multi_label, self.threshold, self.top_k)
-        pair_rows: list[int] = []
-        pair_labels: list[int] = []
-        for row, labels in zip(rows, selected):
-            for label, _ in labels:
-                pair_rows.append(row)
-                pair_labels.append(label)
-        self._add_predictions(batch, items, rows, selected, probs_of, spread_of)
-        self._add_samples(batch, items, inputs_cpu)
-        if pair_rows and self.explainers:
-            self._explain(batch, items, inputs, pair_rows, pair_labels, spec)
-        return batch
-
-    @torch.no_grad()
-    def _predict(self, inputs: Tensor) -> tuple[Tensor, Optional[tuple[Tensor, Tensor, Tensor]]]:
-        probs = self.activation(self.network(inputs)).float().cpu()
-        spread = None
-        if self.uncertainty is not None:
-            result = self.uncertainty(inputs, self.activation)
-            spread = (result.sd.cpu(), result.lower.cpu(), result.upper.cpu())
-        return probs, spread
-
-    def _guarded(self, stage: str, compute: Callable[[list[int]], Any], groups: dict[int, list[int]],
-                 items: list[Item], failures: list[FailureRecord]) -> list[tuple[list[int], Any]]:
-        """``compute`` on every row at once; if it raises, on each sample's rows alone, recording the samples that
-        still fail. ``groups`` maps a batch position to its rows. Returns (rows, result) of what succeeded."""
-        every = [row for rows in groups.values() for row in rows]
-        if not every:
-            return []
-        try:
-            return [(every, compute(every))]
-        except Exception as error:  # noqa: BLE001 - any error of user code is recorded, the run goes on
-            if len(groups) == 1:
-                position = next(iter(groups))
-                failures.append(FailureRecord(items[position].id, stage, _error_text(error), traceback.format_exc()))
-                return []
-        results = []
-        for position, rows in groups.items():
-            try:
-                results.append((rows, compute(rows)))
-            except Exception as error:  # noqa: BLE001
-                failures.append(FailureRecord(items[position].id, stage, _error_text(error), traceback.format_exc()))
-        return results
-
-    def _add_predictions(self, batch: Batch, items: list[Item], rows: list[int],
-                         selected: list[list[tuple[int, str]]], probs_of: dict[int, Tensor],
-                         spread_of: dict[int, tuple[Tensor, Tensor, Tensor]]) -> None:
-        for row, labels in zip(rows, selected):
-            sample_id = items[row].id
-            truth = set(items[row].ground_truth)
-            types = dict(labels)
-            probs = probs_of[row].tolist()
-            if row in spread_of:
-                sd, lower, upper = (t.tolist() for t in spread_of[row])
-            else:
-                sd = lower = upper = [None] * len(probs)
-            batch.predictions += [
-                PredictionRecord(sample_id, label, probs[label], label in truth, types.get(label), sd[label],
-                                 lower[label], upper[label])
-                for label in range(len(probs))
-            ]
-
-    def _display_images(self, inputs: Tensor) -> np.ndarray:
-        """N x H x W (one channel) or N x H x W x 3 uint8 images to show, from the inputs."""
-        images = inputs.float()
-        if self.mean is not None and self.std is not None:
-            shape = (1, -1, 1, 1)
-            images = images * torch.tensor(self.std).view(shape) + torch.tensor(self.mean).view(shape)
-            images = images.clamp(0, 1)
-        else:
-            low = images.flatten(1).amin(1).view(-1, 1, 1, 1)
-            high = images.flatten(1).amax(1).view(-1, 1, 1, 1)
-            outside = (low < 0) | (high > 1)
-            scaled = (images - low) / (high - low).clamp_min(1e-12)
-            images = torch.where(outside, scaled, images)
-        if images.shape[1] == 3:
-            images = images.permute(0, 2, 3, 1)
-        elif images.shape[1] == 1:
-            images = images[:, 0]
-        else:
-            images = images.mean(dim=1)
-        return (images * 255).round_().to(torch.uint8).numpy()
-
-    def _add_samples(self, batch: Batch, items: list[Item], inputs_cpu: Tensor) -> None:
-        displays = self._display_images(inputs_cpu)
-        for item, display in zip(items, displays):
-            boxes = [BoxRecord(label, *box) for label, box in zip(item.labels, item.boxes)]
-            batch.samples.append(SampleRecord(item.id, item.name, item.display if item.display is not None else display,
-                                              item.ground_truth, boxes, item.masks))
-
-    @staticmethod
-    def _mask(item: Item, label: int, height: int, width: int) -> Optional[np.ndarray]:
-        """The item's mask of ``label``, else the union of its boxes of that label rasterised; None if neither."""
-        if label in item.masks:
-            return item.masks[label]
-        boxes = [box for box_label, box in zip(item.labels, item.boxes) if box_label == label]
-        if not boxes:
-            return None
-        mask = np.zeros((height, width), dtype=bool)
-        for x, y, w, h in boxes:
-            col, row = int(round(x)), int(round(y))
-            mask[row:row + max(1, int(round(h))), col:col + max(1, int(round(w)))] = True
-        return mask
-
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-    def _explain(self, batch: Batch, items: list[Item], inputs: Tensor, pair_rows: list[int],
-                 pair_labels: list[int], spec: DataSpec) -> None:
-        pair_inputs = inputs[torch.tensor(pair_rows, device=self.device)]
-        targets = torch.tensor(pair_labels, device=self.device)
-        everything = list(range(len(pair_rows)))
-
-        def take(pairs: list[int]) -> tuple[Tensor, Tensor]:
-            """The inputs and targets of some pairs (no copy for all of them, the usual case)."""
-            if pairs == everything:
-                return pair_inputs, targets
-            index = torch.tensor(pairs, device=self.device)
-            return pair_inputs[index], targets[index]
-
-        pairs_of: dict[int, list[int]] = {}
-        for pair, row in enumerate(pair_rows):
-            pairs_of.setdefault(row, []).append(pair)
-        masks: dict[int, np.ndarray] = {}
-        if any(b.requires_masks for b in self.benchmarks):
-            for pair, (row, label) in enumerate(zip(pair_rows, pair_labels)):
-                if label in items[row].ground_truth:
-                    mask = self._mask(items[row], label, spec.height, spec.width)
-                    if mask is not None:
-                        masks[pair] = mask
-        for explainer in self.explainers:
-            stage = f"explainer:{explainer.name}"
-
-            def explain(pairs: list[int], explainer: Any = explainer) -> tuple[Tensor, Optional[Tensor], float]:
-                chosen_inputs, chosen_targets = take(pairs)
-                self._sync()
-                start = time.perf_counter()
-                if callable(getattr(explainer, "explain_with_delta", None)):
-                    maps, delta = explainer.explain_with_delta(chosen_inputs, chosen_targets)
-                else:
-                    maps, delta = explainer.explain(chosen_inputs, chosen_targets), None
-                self._sync()
-                seconds = (time.perf_counter() - start) / len(pairs)
-                if not isinstance(maps, Tensor) or tuple(maps.shape) != (len(pairs), spec.height, spec.width):
-                    shape = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
-                    raise ValueError(f"{explainer.name} returned maps of shape {shape}, expected "
-                                     f"({len(pairs)}, {spec.height}, {spec.width})")
-                return maps.detach(), (delta.detach() if delta is not None else None), seconds
-
-            results = self._guarded(stage, explain, pairs_of, items, batch.failures)
-            good_pairs: list[int] = []
-            good_maps: list[Tensor] = []
-            all_good: Optional[Tensor] = None
-            for pairs, (maps, delta, seconds) in results:
-                finite = torch.isfinite(maps).flatten(1).all(1).cpu().tolist()
-                maps_cpu = maps.float().cpu().numpy()
-                deltas = delta.float().cpu().tolist() if delta is not None else [None] * len(pairs)
-                for i, pair in enumerate(pairs):
-                    if not finite[i]:
-                        batch.failures.append(FailureRecord(items[pair_rows[pair]].id, stage,
-                                                            f"the map of label {pair_labels[pair]} holds NaN or inf"))
-                        continue
-                    batch.saliency.append(SaliencyRecord(items[pair_rows[pair]].id, pair_labels[pair], explainer.name,
-                                                         maps_cpu[i], seconds, deltas[i]))
-                    good_pairs.append(pair)
-                    good_maps.append(maps[i])
-                if pairs == everything and all(finite):
-                    all_good = maps
-            if good_pairs and self.benchmarks:
-                order = sorted(range(len(good_pairs)), key=good_pairs.__getitem__)
-                maps = all_good if all_good is not None else torch.stack([good_maps[i] for i in order])
-                self._score(batch, items, take, explainer, [good_pairs[i] for i in order], maps, pair_rows,
-                            pair_labels, masks)
-
-    def _score(self, batch: Batch, items: list[Item], take: Callable[[list[int]], tuple[Tensor, Tensor]],
-               explainer: Any, pairs: list[int], maps: Tensor, pair_rows: list[int], pair_labels: list[int],
-               masks: dict[int, np.ndarray]) -> None:
-        """Each benchmark once on all of the explainer's pairs of the batch (those with a mask if it needs one)."""
-        position = {pair: i for i, pair in enumerate(pairs)}
-        for benchmark in self.benchmarks:
-            chosen = [pair for pair in pairs if pair in masks] if benchmark.requires_masks else pairs
-            groups: dict[int, list[int]] = {}
-            for pair in chosen:
-                groups.setdefault(pair_rows[pair], []).append(pair)
-
-            def evaluate(subset: list[int], benchmark: Any = benchmark) -> Tensor:
-                chosen_inputs, chosen_targets = take(subset)
-                saliency = maps if subset == pairs else maps[
-                    torch.tensor([position[p] for p in subset], device=self.device)]
-                mask_tensor = None
-                if benchmark.requires_masks:
-                    mask_tensor = torch.from_numpy(np.stack([masks[p] for p in subset])).to(self.device)
-                values = benchmark.evaluate(self.network, chosen_inputs, chosen_targets, saliency,
-                                            masks=mask_tensor, explainer=explainer, activation_fn=self.activation)
-                values = torch.as_tensor(values).detach().float().reshape(-1).cpu()
-                if values.shape[0] != len(subset):
-                    raise ValueError(f"{benchmark.name} returned {values.shape[0]} scores for {len(subset)} maps")
-                return values
-
-            stage = f"benchmark:{benchmark.name}:{explainer.name}"
-            for subset, values in self._guarded(stage, evaluate, groups, items, batch.failures):
-                batch.scores += [
-                    ScoreRecord(explainer.name, benchmark.name, items[pair_rows[pair]].id, pair_labels[pair], value)
-                    for pair, value in zip(subset, values.tolist())
-                ]
+        return exhausted and not stop.requested

@@ -116,10 +116,13 @@ def test_a_run_writes_every_map_prediction_and_score(tmp_path):
             assert prediction.type == {(True, True): "TP", (True, False): "FN", (False, True): "FP"}[
                 (truth, predicted)]
             assert set(prediction.explainers) == {"Gradient", "GradCAM", "IntegratedGradients"}
-    # one benchmark call per explainer per batch (3 batches), on all of that explainer's pairs
-    assert len(maxima.calls) == 3 * 3 and sum(maxima.calls) == pairs * 3
+    # one benchmark call per explainer per group of samples, on all of that explainer's pairs of the group
+    assert len(maxima.calls) % 3 == 0 and sum(maxima.calls) == pairs * 3
     for explainer, metric, sample_id, label, value in summary.scores(metric="MaxOfMap"):
-        assert value == pytest.approx(summary.saliency_record(sample_id, label, explainer).vmax, rel=1e-5, abs=1e-6)
+        # benchmarks score the map at the input size (GradCAM is stored at its layer's grid and upsampled)
+        full = summary.saliency_map(sample_id, label, explainer, full_size=True)
+        record = summary.saliency_record(sample_id, label, explainer)
+        assert value == pytest.approx(float(full.max()), abs=(record.vmax - record.vmin) / 65535 + 1e-7)
     # masks only for ground-truth labels with a box (4 x 3 pixels) or a given mask (3 x 2 pixels)
     areas_of = {(s, label): v for _, _, s, label, v in summary.scores(explainer="Gradient", metric="MaskArea")}
     assert areas_of == {(i, i % 4): (6.0 if i % 5 == 1 else 12.0) for i in with_mask}
@@ -408,7 +411,7 @@ def test_resume_after_sigkill_completes_without_duplicates_or_gaps(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_sigint_and_sigterm_stop_after_the_batch_and_mark_the_run_interrupted(tmp_path, signum):
+def test_sigint_and_sigterm_stop_keep_finished_samples_and_mark_the_run_interrupted(tmp_path, signum):
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)
     directory = tmp_path / "stopped"
@@ -417,11 +420,11 @@ def test_sigint_and_sigterm_stop_after_the_batch_and_mark_the_run_interrupted(tm
     process.send_signal(signum)
     out, err = process.communicate(timeout=60)
     assert process.returncode != 0 and "finished" not in out
-    assert "stopping after the current batch" in err
+    assert "stopping now and keeping every finished sample" in err
     with Summary.open(directory) as summary:
         run = summary.run()
         assert run.status == "interrupted"
-        assert run.progress_done % 4 == 0 and 4 <= run.progress_done < 40
+        assert 4 <= run.progress_done < 40 and summary.sample_ids() == list(range(run.progress_done))
     assert not (directory / "xaiboard.db-wal").exists()  # left WAL mode: opens from a read-only share
     if signum == signal.SIGINT:
         resumed = _start(script, directory, slow=0)

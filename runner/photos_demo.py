@@ -1,0 +1,62 @@
+"""The photos demo: the pretrained EfficientNet-Lite0 explained on real photos at 224 x 224, 1000 classes.
+
+Six explainers with the defaults that scale with the input (Grad-CAM on the head's 7 x 7 grid, Gradient,
+Integrated Gradients, SmoothGrad, Occlusion, RISE) and the benchmarks that mean something on photos with measured
+boxes, on a seeded subset of the photos (Robustness, the most expensive metric, explains every pair again
+``n_samples`` times); every photo gets its maps. ``bench/runner_scale.py`` times these same settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from torch import nn
+
+from .efficientnet import MEAN, STD, EfficientNetLite0, load_pretrained
+from .explainers import RISE, GradCAM, Gradient, IntegratedGradients, Occlusion, SmoothGrad
+from .photos import photos
+from .runner import ImageClassificationRunner
+
+#: photos scored by every benchmark (the rest get maps and predictions only)
+BENCHMARK_SAMPLES = 6
+
+
+def photo_explainers(network: nn.Module, seed: int = 0) -> list[Any]:
+    """The demo's six explainers, each with its input-scaled default cost."""
+    return [
+        GradCAM(network, EfficientNetLite0.gradcam_layer),
+        Gradient(network),
+        IntegratedGradients(network),
+        SmoothGrad(network, n_samples=16, seed=seed),
+        Occlusion(network),
+        RISE(network, seed=seed),
+    ]
+
+
+def photo_benchmarks(seed: int = 0) -> list[Any]:
+    """Faithfulness, localization on the measured boxes, sparseness and (on a subset) robustness."""
+    from .benchmarks import Faithfulness, Localization, Robustness, Sparseness
+
+    return [
+        Faithfulness("InsertionAUC", steps=32),
+        Faithfulness("DeletionAUC", steps=32),
+        Localization("PointingGame", tolerance=15),
+        Localization("IoSR"),
+        Sparseness(),
+        Robustness(n_samples=2, seed=seed),
+    ]
+
+
+def photos_runner(summary_dir: str | Path, samples: Optional[int] = None, seed: int = 0,
+                  network: Optional[nn.Module] = None, name: Optional[str] = None) -> ImageClassificationRunner:
+    """A runner over the photos (the first ``samples`` of them) with the demo's explainers and benchmarks."""
+    network = network if network is not None else load_pretrained()
+    data = photos()
+    items = data.items[:samples] if samples else data.items
+    runner = ImageClassificationRunner(summary_dir, network, items, data.classes, activation_fn="softmax",
+                                       mean=list(MEAN), std=list(STD), batch_size=8, device="cpu",
+                                       name=name or "photos demo: EfficientNet-Lite0 (pretrained)")
+    runner.register_saliency(photo_explainers(network, seed), photo_benchmarks(seed),
+                             benchmark_samples=BENCHMARK_SAMPLES, seed=seed)
+    return runner
