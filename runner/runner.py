@@ -1,39 +1,36 @@
 """``ImageClassificationRunner``: explain and score a classifier over a dataset into a summary directory.
 
 The runner validates the data and the methods, prints its cost plan (:mod:`.plan`), then explains the samples in
-small groups (:mod:`.processing`): the first group is one sample, later ones are sized so that a group takes about
-:data:`GROUP_SECONDS`, never more than ``batch_size`` samples. Each group is committed in one store transaction by a
-writer thread while the next one is computed, so samples appear in the dashboard seconds after they are done, a
-killed run keeps every committed sample, and ``run()`` continues after them.
+small groups (:mod:`.groups`, computed by :mod:`.processing`): the first group is one sample, later ones take a few
+seconds, never more than ``batch_size`` samples. Each group is committed in one store transaction by a writer thread
+while the next one is computed, so samples appear in the dashboard seconds after they are done, a killed run keeps
+every committed sample, and ``run()`` continues after them.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import logging
-import platform
 import sys
-import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
 import torch
-from sqlalchemy.exc import SQLAlchemyError
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from xaiboard.store import Batch, FailureRecord, Summary, SummaryError, SummaryWriter, is_summary_dir
+from xaiboard.store import Summary, SummaryWriter
 
 from .cost import Passes
-from .data import BadItem, DataSource, DataSpec, InvalidInputError, Item
+from .data import DataSource, DataSpec, InvalidInputError, Item
 from .explainers.base import eval_mode
+from .groups import explain_in_groups
 from .interrupt import RunStopped, StopRequest
 from .labels import select_labels
+from .opening import as_json, describe_run, error_text, open_writer
 from .plan import Plan, make_plan, passes_of, time_passes
 from .processing import GroupProcessor, Settings
 from .uncertainty import make_uncertainty
@@ -43,11 +40,6 @@ logger = logging.getLogger(__name__)
 ACTIVATIONS = ("softmax", "sigmoid")
 BENCHMARK_ATTRIBUTES = ("name", "higher_is_better", "range", "aggregation", "requires_masks", "requires_explainer",
                         "config", "evaluate")
-#: configuration keys that must match for a run to continue a stored summary
-RESUME_KEYS = ("classes", "explainers", "benchmarks", "mean", "std", "activation", "threshold", "top_k",
-               "uncertainty", "image_shape", "benchmark_samples")
-#: a group of samples is sized to take about this long, so commits (and the dashboard) move every few seconds
-GROUP_SECONDS = 2.0
 #: items whose labels are counted to estimate the pairs per sample in the plan
 PLAN_ITEMS = 16
 
@@ -60,24 +52,6 @@ def _softmax(logits: Tensor) -> Tensor:
 
 def _sigmoid(logits: Tensor) -> Tensor:
     return logits.sigmoid()
-
-
-def _json(value: Any) -> Any:
-    """A JSON round trip, so stored and current configurations compare equal (tuples become lists)."""
-    return json.loads(json.dumps(value, default=str))
-
-
-def _error_text(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
-
-
-def _versions() -> dict[str, str]:
-    import captum
-
-    from xaiboard import __version__
-
-    return {"xaiboard": __version__, "torch": torch.__version__, "captum": captum.__version__,
-            "numpy": np.__version__, "python": platform.python_version()}
 
 
 def _channel_stats(values: Any, what: str) -> Optional[list[float]]:
@@ -249,7 +223,7 @@ class ImageClassificationRunner:
         if advice:
             warnings.warn(f"xaiboard: {advice}", RuntimeWarning, stacklevel=2)
         config = self._config(spec)
-        config["plan"] = _json(plan.as_dict())
+        config["plan"] = as_json(plan.as_dict())
         writer = self._open_writer(config, spec, resume, overwrite, progress)
         if writer is None:
             return Summary.open(self.summary_dir)
@@ -269,7 +243,7 @@ class ImageClassificationRunner:
             if stop.signum is None:
                 raise
         except BaseException as exc:
-            error = _error_text(exc)
+            error = error_text(exc)
             raise
         finally:
             stop.restore()
@@ -361,7 +335,7 @@ class ImageClassificationRunner:
                 logits = self.network(inputs)
         except Exception as error:
             raise InvalidInputError(f"the model fails on item 0 (image shape {tuple(first.image.shape)}): "
-                                    f"{_error_text(error)}") from error
+                                    f"{error_text(error)}") from error
         if not isinstance(logits, Tensor) or logits.dim() != 2:
             shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
             raise InvalidInputError(f"the model must return N x classes logits, it returns {shape}")
@@ -383,7 +357,7 @@ class ImageClassificationRunner:
                     raise InvalidInputError(str(error)) from None
 
     def _config(self, spec: DataSpec) -> dict[str, Any]:
-        return _json({
+        return as_json({
             "classes": self.classes,
             "explainers": {e.name: e.config() if callable(getattr(e, "config", None)) else {}
                            for e in self.explainers},
@@ -405,77 +379,15 @@ class ImageClassificationRunner:
 
     def _open_writer(self, config: dict[str, Any], spec: DataSpec, resume: bool, overwrite: bool,
                      progress: bool) -> Optional[SummaryWriter]:
-        """A writer for a new, overwritten or resumed summary; None when the stored summary is already complete."""
-        if is_summary_dir(self.summary_dir) and not overwrite:
-            if not resume:
-                raise InvalidInputError(f"{self.summary_dir} already holds a summary; pass resume=True to continue "
-                                        "it or overwrite=True to start over")
-            with Summary.open(self.summary_dir) as summary:
-                run = summary.run()
-            stored = run.config or {}
-            differing = [key for key in RESUME_KEYS if stored.get(key) != config.get(key)]
-            if differing:
-                raise InvalidInputError(
-                    f"{self.summary_dir} holds a run with another configuration ({', '.join(differing)} differ); "
-                    "pass overwrite=True to start over, or write to another directory")
-            changed = spec.fingerprint.differences((stored.get("data") or {}).get("fingerprint")) \
-                if spec.fingerprint else []
-            if changed:
-                raise InvalidInputError(
-                    f"{self.summary_dir} holds a run over other data ({'; '.join(changed)}); pass overwrite=True "
-                    "to start over, or write to another directory")
-            if run.status == "complete":
-                self._say(f"xaiboard: {self.summary_dir} is already complete ({run.progress_done} samples); pass "
-                          "overwrite=True to compute it again", progress)
-                return None
-            self._say(f"xaiboard: resuming {self.summary_dir} after {run.progress_done} samples", progress)
-            return SummaryWriter.resume(self.summary_dir)
-        try:
-            writer = SummaryWriter.create(self.summary_dir, name=self.name, overwrite=overwrite)
-        except (OSError, SQLAlchemyError, SummaryError) as error:
-            reason = getattr(error, "strerror", None) or getattr(getattr(error, "orig", None), "args", [None])[0] \
-                or str(error)
-            raise InvalidInputError(f"cannot write the summary directory {self.summary_dir}: {reason}") from None
-        try:
-            self._describe(writer, config)
-        except BaseException as exc:
-            writer.close("failed", _error_text(exc))
-            raise
-        return writer
+        return open_writer(self.summary_dir, self.name, config, spec.fingerprint, resume=resume, overwrite=overwrite,
+                           say=lambda message: self._say(message, progress),
+                           describe=lambda writer: describe_run(writer, config, self))
 
     @staticmethod
     def _say(message: str, progress: bool) -> None:
         logger.info(message)
         if progress:
             tqdm.write(message, file=sys.stderr)
-
-    def _describe(self, writer: SummaryWriter, config: dict[str, Any]) -> None:
-        channels, height, width = config["image_shape"]
-        device = str(self.device)
-        if self.device.type == "cuda":
-            device += f" ({torch.cuda.get_device_name(self.device)})"
-        writer.set_labels(self.classes)
-        for explainer in self.explainers:
-            writer.register_explainer(explainer.name, config["explainers"][explainer.name])
-        for benchmark in self.benchmarks:
-            value_range = tuple(benchmark.range) + (None,) * (2 - len(tuple(benchmark.range)))
-            writer.register_metric(benchmark.name, bool(benchmark.higher_is_better), value_range[:2],
-                                   benchmark.aggregation, config["benchmarks"][benchmark.name])
-        writer.update_run(
-            task="multi-label" if self.multi_label else "single-label",
-            activation=self.activation_name,
-            threshold=self.threshold,
-            top_k=self.top_k,
-            image_height=height,
-            image_width=width,
-            model_class=f"{type(self.network).__module__}.{type(self.network).__qualname__}"[:255],
-            num_parameters=sum(p.numel() for p in self.network.parameters()),
-            device=device[:64],
-            versions=_versions(),
-            uncertainty=config["uncertainty"],
-            config=config,
-            progress_total=config["data"]["count"],
-        )
 
     def _settings(self, spec: DataSpec, stage: Callable[[str], None]) -> Settings:
         return Settings(self.network, self.device, self.activation, self.multi_label, self.threshold, self.top_k,
@@ -484,48 +396,8 @@ class ImageClassificationRunner:
 
     def _loop(self, writer: SummaryWriter, spec: DataSpec, done: set[int], stop: StopRequest,
               progress: bool) -> bool:
-        """Compute group k+1 while a writer thread stores group k (PNG encoding and SQLite hold the GIL only
-        between torch's kernels, so the two overlap). At most one group waits to be stored. Returns whether every
-        sample was done (False when a stop request cut the run short)."""
         usable = self._usable_ids(spec)
-        with tqdm(total=len(usable), initial=len(usable & done), unit="sample", desc=writer.directory.name,
-                  disable=not progress, dynamic_ncols=True, file=sys.stderr, smoothing=0.3) as bar, \
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="xaiboard-writer") as storing:
-            processor = GroupProcessor(self._settings(spec, lambda text: bar.set_postfix_str(text, refresh=True)),
-                                       spec)
-            pending: Optional[tuple[Future, Batch]] = None
-            failed: set[int] = set()
-
-            def finish(entry: tuple[Future, Batch]) -> None:
-                future, stored = entry
-                future.result()
-                failed.update(f.sample_id for f in stored.failures if f.sample_id is not None)
-                bar.update(len(stored.samples))
-                bar.set_postfix_str(f"failed={len(failed)}" if failed else "", refresh=False)
-
-            stream = self.source.items(skip=done, shape=spec.shape)
-            size = 1
-            exhausted = False
-            try:
-                while not stop.requested:
-                    group = list(itertools.islice(stream, size))
-                    if not group:
-                        exhausted = True
-                        break
-                    good = [item for item in group if isinstance(item, Item)]
-                    started = time.perf_counter()
-                    batch = processor.process(good) if good else Batch()
-                    batch.failures += [FailureRecord(b.id, "data", b.message, b.traceback)
-                                       for b in group if isinstance(b, BadItem)]
-                    per_sample = (time.perf_counter() - started) / max(1, len(good))
-                    size = max(1, min(self.batch_size, int(GROUP_SECONDS / max(per_sample, 1e-6))))
-                    if pending is not None:
-                        finish(pending)
-                    pending = (storing.submit(writer.write_batch, batch), batch)
-            except BaseException:
-                if pending is not None:  # let the group in flight land; the error that stopped us is the news
-                    pending[0].exception()
-                raise
-            if pending is not None:
-                finish(pending)
-        return exhausted and not stop.requested
+        return explain_in_groups(
+            writer, self.source.items(skip=done, shape=spec.shape),
+            lambda stage: GroupProcessor(self._settings(spec, stage), spec),
+            total=len(usable), initial=len(usable & done), max_group=self.batch_size, stop=stop, progress=progress)
