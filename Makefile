@@ -41,6 +41,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/metrics_speed.py
 	$(BIN)/python bench/runner_throughput.py
 	$(BIN)/python bench/server_latency.py
+	$(BIN)/python bench/store_size.py
+	$(BIN)/python bench/runner_scale.py
 
 clean:
 	rm -rf $(VENV) xaiboard-runs build *.egg-info

@@ -41,10 +41,11 @@ def versions() -> dict[str, str]:
 
 
 def open_writer(directory: Path, name: Optional[str], config: dict[str, Any], fingerprint: Optional[Fingerprint], *,
-                resume: bool, overwrite: bool, say: Callable[[str], None],
+                resume: bool, overwrite: bool, map_bits: int, say: Callable[[str], None],
                 describe: Callable[[SummaryWriter], None]) -> Optional[SummaryWriter]:
     """A writer for a new, overwritten or resumed summary (``describe`` fills a new one); None when the stored
-    summary is already complete. Refuses to continue a run of another configuration or over other data."""
+    summary is already complete. Refuses to continue a run of another configuration or over other data. A resumed
+    run keeps the map precision it started with."""
     if is_summary_dir(directory) and not overwrite:
         if not resume:
             raise InvalidInputError(f"{directory} already holds a summary; pass resume=True to continue it or "
@@ -67,9 +68,9 @@ def open_writer(directory: Path, name: Optional[str], config: dict[str, Any], fi
                 "to compute it again")
             return None
         say(f"xaiboard: resuming {directory} after {run.progress_done} samples")
-        return SummaryWriter.resume(directory)
+        return SummaryWriter.resume(directory, map_bits=stored.get("map_bits", map_bits))
     try:
-        writer = SummaryWriter.create(directory, name=name, overwrite=overwrite)
+        writer = SummaryWriter.create(directory, name=name, overwrite=overwrite, map_bits=map_bits)
     except (OSError, SQLAlchemyError, SummaryError) as error:
         reason = getattr(error, "strerror", None) or getattr(getattr(error, "orig", None), "args", [None])[0] \
             or str(error)

@@ -21,7 +21,7 @@ from .cost import Passes
 from .explainers.base import eval_mode
 
 LONG_RUN_SECONDS = 3600.0
-TIMING_BATCH = 8
+TIMING_BATCH = 4
 
 #: the parameter that sets the cost of each method, by class name
 CONTROLS = {

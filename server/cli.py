@@ -18,6 +18,13 @@ from xaiboard.store import Summary, SummaryError, find_summary_dirs
 from xaiboard.store import upgrade as upgrade_summary
 
 
+def _first_names(names: list[str], shown: int = 12) -> str:
+    """Every name, or for many classes (ImageNet's 1000) the count and the first ``shown``."""
+    if len(names) <= shown:
+        return ", ".join(names)
+    return f"{len(names)}: {', '.join(names[:shown])}, ... (--json lists all)"
+
+
 def _progress(overview: dict[str, Any]) -> str:
     done, total = overview["progress"]["done"], overview["progress"]["total"]
     return f"{done}/{total}" if total else str(done)
@@ -94,7 +101,7 @@ def info_command(directory: str, as_json: bool) -> None:
         ("saliency maps", overview["num_saliency_maps"]),
         ("scores", overview["num_scores"]),
         ("failures", overview["num_failures"]),
-        ("labels", ", ".join(overview["labels"])),
+        ("labels", _first_names(overview["labels"])),
         ("explainers", ", ".join(overview["explainers"]) or "-"),
         ("metrics", ", ".join(overview["metrics"]) or "-"),
     ]

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from conftest import CLASSES, EXPLAINERS, start_summary, synthetic_batch
 from xaiboard.server.cli import main
+from xaiboard.store import SummaryWriter
 
 INFO_KEYS = {"status", "progress", "revision", "num_samples", "num_predictions", "num_saliency_maps", "num_scores",
              "num_failures", "explainers", "metrics", "labels"}
@@ -111,3 +112,15 @@ def test_console_script_runs(base):
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "done" in result.stdout and "live" in result.stdout
+
+
+def test_info_text_names_only_the_first_of_a_thousand_classes(tmp_path):
+    writer = SummaryWriter.create(tmp_path / "imagenet", name="imagenet")
+    writer.set_labels([f"class {i}" for i in range(1000)])
+    writer.close("complete")
+    result = invoke("info", str(tmp_path / "imagenet"))
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.strip().startswith("labels:"))
+    assert line.strip() == ("labels: 1000: " + ", ".join(f"class {i}" for i in range(12))
+                            + ", ... (--json lists all)")
+    assert len(json.loads(invoke("info", "--json", str(tmp_path / "imagenet")).output)["labels"]) == 1000

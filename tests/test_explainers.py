@@ -116,7 +116,7 @@ def test_maps_do_not_depend_on_how_pairs_are_chunked(name, net, batch):
     inputs, targets = batch
     whole = FACTORIES[name](net).explain(inputs, targets)
     chunked = FACTORIES[name](net)
-    chunked.batch_size = 2
+    chunked.given_batch_size = 2
     assert torch.allclose(chunked.explain(inputs, targets), whole, atol=1e-5)
 
 

@@ -248,3 +248,12 @@ def test_samples_appear_one_by_one_and_a_stop_comes_within_a_pass(tmp_path):
         kept = summary.sample_ids()
         assert kept == list(range(len(kept))) and len(kept) >= 3
         assert summary.counts()["num_saliency_maps"] >= len(kept)
+
+
+@pytest.mark.parametrize("setting, kept", [("", True), ("system", False)])
+def test_the_runner_keeps_freed_memory_unless_told_not_to(setting, kept):
+    code = ("from xaiboard.runner.allocator import keep_freed_memory; "
+            "print(keep_freed_memory(), keep_freed_memory())")
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "XAIBOARD_MALLOC": setting},
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.split() == [str(kept)] * 2

@@ -8,7 +8,7 @@ from captum.attr import DeepLift as CaptumDeepLift
 from torch import Tensor, nn
 
 from ..cost import Passes
-from .base import DEFAULT_BATCH_SIZE, Explainer, image_shape_of, sum_over_channels
+from .base import Explainer, image_shape_of, sum_over_channels
 from .baselines import Baseline, check_baseline, make_baseline
 
 
@@ -26,7 +26,7 @@ class DeepLift(Explainer):
     reduction = "signed sum over channels"
 
     def __init__(self, network: nn.Module, *, baseline: Baseline = "zero", blur_sigma: Optional[float] = None,
-                 seed: int = 0, batch_size: int = DEFAULT_BATCH_SIZE, name: Optional[str] = None):
+                 seed: int = 0, batch_size: Optional[int] = None, name: Optional[str] = None):
         super().__init__(network, batch_size=batch_size, name=name)
         check_baseline(baseline)
         self.baseline, self.blur_sigma, self.seed = baseline, blur_sigma, seed

@@ -9,7 +9,7 @@ from captum.attr import LayerGradCam
 from torch import Tensor, nn
 
 from ..cost import Passes
-from .base import DEFAULT_BATCH_SIZE, Explainer, eval_mode, image_shape_of, resolve_layer
+from .base import Explainer, eval_mode, image_shape_of, resolve_layer
 
 
 def check_spatial_layer(explainer: Explainer, layer: nn.Module, layer_name: str, inputs: Tensor) -> None:
@@ -42,7 +42,7 @@ class GradCAM(Explainer):
     reduction = "one channel; bilinear upsampling to the input size"
 
     def __init__(self, network: nn.Module, layer: str | nn.Module, *, relu: bool = True,
-                 batch_size: int = DEFAULT_BATCH_SIZE, name: Optional[str] = None):
+                 batch_size: Optional[int] = None, name: Optional[str] = None):
         super().__init__(network, batch_size=batch_size, name=name)
         self.layer_name, self.layer = resolve_layer(network, layer)
         self.relu = bool(relu)

@@ -8,7 +8,7 @@ from captum.attr import GuidedBackprop as CaptumGuidedBackprop
 from torch import Tensor, nn
 
 from ..cost import Passes
-from .base import DEFAULT_BATCH_SIZE, Explainer, image_shape_of, max_abs_over_channels
+from .base import Explainer, image_shape_of, max_abs_over_channels
 from .relu_rule import ReluRuleCheck
 
 
@@ -26,7 +26,7 @@ class GuidedBackprop(ReluRuleCheck, Explainer):
     reduction = "max |attribution| over channels"
     relu_rule = "guided backpropagation"
 
-    def __init__(self, network: nn.Module, *, batch_size: int = DEFAULT_BATCH_SIZE, name: Optional[str] = None):
+    def __init__(self, network: nn.Module, *, batch_size: Optional[int] = None, name: Optional[str] = None):
         super().__init__(network, batch_size=batch_size, name=name)
 
     def check(self, inputs: Tensor) -> None:

@@ -8,7 +8,7 @@ from captum.attr import GuidedGradCam as CaptumGuidedGradCam
 from torch import Tensor, nn
 
 from ..cost import Passes
-from .base import DEFAULT_BATCH_SIZE, Explainer, image_shape_of, max_abs_over_channels, resolve_layer
+from .base import Explainer, image_shape_of, max_abs_over_channels, resolve_layer
 from .gradcam import check_spatial_layer
 from .relu_rule import ReluRuleCheck
 
@@ -24,7 +24,7 @@ class GuidedGradCAM(ReluRuleCheck, Explainer):
     reduction = "max |attribution| over channels"
     relu_rule = "guided backpropagation"
 
-    def __init__(self, network: nn.Module, layer: str | nn.Module, *, batch_size: int = DEFAULT_BATCH_SIZE,
+    def __init__(self, network: nn.Module, layer: str | nn.Module, *, batch_size: Optional[int] = None,
                  name: Optional[str] = None):
         super().__init__(network, batch_size=batch_size, name=name)
         self.layer_name, self.layer = resolve_layer(network, layer)

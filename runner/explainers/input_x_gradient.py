@@ -8,7 +8,7 @@ from captum.attr import InputXGradient as CaptumInputXGradient
 from torch import Tensor, nn
 
 from ..cost import Passes
-from .base import DEFAULT_BATCH_SIZE, Explainer, image_shape_of, sum_over_channels
+from .base import Explainer, image_shape_of, sum_over_channels
 
 
 class InputXGradient(Explainer):
@@ -19,7 +19,7 @@ class InputXGradient(Explainer):
 
     reduction = "signed sum over channels"
 
-    def __init__(self, network: nn.Module, *, batch_size: int = DEFAULT_BATCH_SIZE, name: Optional[str] = None):
+    def __init__(self, network: nn.Module, *, batch_size: Optional[int] = None, name: Optional[str] = None):
         super().__init__(network, batch_size=batch_size, name=name)
 
     def passes(self, image_shape: tuple[int, int, int]) -> Passes:

@@ -9,7 +9,7 @@ from captum.attr import IntegratedGradients as CaptumIntegratedGradients
 from torch import Tensor, nn
 
 from ..cost import Passes
-from .base import DEFAULT_BATCH_SIZE, Explainer, image_shape_of, sum_over_channels
+from .base import Explainer, image_shape_of, sum_over_channels
 from .baselines import Baseline, check_baseline, make_baseline
 
 METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
@@ -51,7 +51,7 @@ class IntegratedGradients(Explainer):
 
     def __init__(self, network: nn.Module, *, n_steps: int = DEFAULT_STEPS, baseline: Baseline = "zero",
                  method: str = "gausslegendre", blur_sigma: Optional[float] = None, seed: int = 0,
-                 delta_tolerance: float = DELTA_TOLERANCE, batch_size: int = DEFAULT_BATCH_SIZE,
+                 delta_tolerance: float = DELTA_TOLERANCE, batch_size: Optional[int] = None,
                  name: Optional[str] = None):
         super().__init__(network, batch_size=batch_size, name=name)
         if not isinstance(n_steps, int) or n_steps < 1:

@@ -9,7 +9,7 @@ from captum.attr import Occlusion as CaptumOcclusion
 from torch import Tensor, nn
 
 from ..cost import Passes
-from .base import DEFAULT_BATCH_SIZE, Explainer, image_shape_of
+from .base import Explainer, image_shape_of
 
 Size = Union[int, tuple[int, int]]
 
@@ -60,7 +60,7 @@ class Occlusion(Explainer):
     reduction = "mean over channels (equal per channel: the window spans them all)"
 
     def __init__(self, network: nn.Module, *, window: Optional[Size] = None, stride: Optional[Size] = None,
-                 baseline: float = 0.0, batch_size: int = DEFAULT_BATCH_SIZE, name: Optional[str] = None):
+                 baseline: float = 0.0, batch_size: Optional[int] = None, name: Optional[str] = None):
         super().__init__(network, batch_size=batch_size, name=name)
         self.window, self.stride = _pair(window, "window"), _pair(stride, "stride")
         self.baseline = float(baseline)

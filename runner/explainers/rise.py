@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..cost import Passes
-from .base import DEFAULT_BATCH_SIZE, Explainer, image_shape_of
+from .base import Explainer, image_shape_of
 
 ACTIVATIONS = ("softmax", "sigmoid", "none")
 MASK_BLOCK = 32
@@ -55,7 +55,7 @@ class RISE(Explainer):
 
     def __init__(self, network: nn.Module, *, n_masks: Optional[int] = None, p: float = 0.5, grid: Optional[int] = None,
                  activation: Union[str, Callable[[Tensor], Tensor]] = "softmax", seed: int = 0,
-                 batch_size: int = DEFAULT_BATCH_SIZE, name: Optional[str] = None):
+                 batch_size: Optional[int] = None, name: Optional[str] = None):
         super().__init__(network, batch_size=batch_size, name=name)
         if n_masks is not None and (not isinstance(n_masks, int) or n_masks < 1):
             raise ValueError(f"n_masks must be a positive integer or None for the default, got {n_masks!r}")

@@ -9,7 +9,7 @@ from captum.attr import NoiseTunnel, Saliency
 from torch import Tensor, nn
 
 from ..cost import Passes
-from .base import DEFAULT_BATCH_SIZE, Explainer, image_shape_of, max_abs_over_channels
+from .base import Explainer, image_shape_of, max_abs_over_channels
 
 
 class SmoothGrad(Explainer):
@@ -25,7 +25,7 @@ class SmoothGrad(Explainer):
     reduction = "max |mean gradient| over channels"
 
     def __init__(self, network: nn.Module, *, n_samples: int = 25, stdev: float = 0.15, seed: int = 0,
-                 batch_size: int = DEFAULT_BATCH_SIZE, name: Optional[str] = None):
+                 batch_size: Optional[int] = None, name: Optional[str] = None):
         super().__init__(network, batch_size=batch_size, name=name)
         if not isinstance(n_samples, int) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
