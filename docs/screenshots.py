@@ -1,7 +1,7 @@
 """Write PNG screenshots of every dashboard page to ``docs/screenshots/`` (``make screenshots``).
 
-Runs the demo (two digits runs with different seeds, to compare, and the multi-label shapes run, whose large view
-shows boxes) into a temporary folder, serves it with the real server and photographs each page in Chromium; the
+Runs the demo (two digits runs with different seeds, to compare, the multi-label shapes run, whose large view
+shows boxes, and the pretrained photos run at 224 x 224 with 1000 classes) into a temporary folder, serves it with the real server and photographs each page in Chromium; the
 list is taken while a further run is still writing, to show its progress. Without
 the runner (no torch), synthetic summaries from the server tests stand in. Fails when a page logs a console error.
 """
@@ -37,6 +37,18 @@ def write_summaries(base: Path, samples: int) -> None:
         run_demo(dataset=dataset, samples=count, out=base / f"seed-{seed}", serve=False, seed=seed, progress=False)
 
 
+def add_photos(base: Path, existing: Path | None, samples: int) -> None:
+    """The photos demo run: copied from ``existing`` (it takes minutes per photo on a CPU) or computed."""
+    target = base / "seed-0" / "photos"
+    if existing is not None:
+        shutil.copytree(existing, target)
+        return
+    from xaiboard.runner.demo import run_demo
+
+    print(f"running the photos demo on {samples} photos…", file=sys.stderr)
+    run_demo(dataset="photos", samples=samples, out=base / "seed-0", serve=False, progress=False)
+
+
 def start_live_run(base: Path) -> subprocess.Popen:
     """A demo run that is still going while the list is photographed (stopped afterwards)."""
     code = ("from xaiboard.runner.demo import run_demo; "
@@ -56,10 +68,19 @@ def wait_until_running(url: str, seconds: float = 240) -> None:
     raise SystemExit("the live demo run did not start writing samples in time")
 
 
+def first_true_positive(url: str, summary_id: str) -> tuple[dict, int]:
+    """A sample of the summary with a true positive, and that label."""
+    with urllib.request.urlopen(f"{url}/api/v1/summaries/{summary_id}/samples?types=TP&limit=1") as response:
+        sample = json.load(response)["samples"][0]
+    return sample, next(label["index"] for label in sample["labels"] if label["type"] == "TP")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=40, help="samples of the shapes run (twice as many digits)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    parser.add_argument("--photos", type=Path, help="an existing photos demo summary to show (else computed)")
+    parser.add_argument("--photo-samples", type=int, default=4, help="photos to explain when computing them")
     args = parser.parse_args()
 
     from playwright.sync_api import sync_playwright
@@ -71,6 +92,7 @@ def main() -> None:
     live = None
     try:
         write_summaries(base, args.samples)
+        add_photos(base, args.photos, args.photo_samples)
         live = start_live_run(base)
         server = make_server(base, port=0, reload_interval=0.5)
         threading.Thread(target=server.run, daemon=True).start()
@@ -79,9 +101,9 @@ def main() -> None:
             rows = json.load(response)["summaries"]
         ids = {row["path"]: row["id"] for row in rows}
         first, second, shapes = ids["seed-0/digits"], ids["seed-1/digits"], ids["seed-0/shapes"]
-        with urllib.request.urlopen(f"{url}/api/v1/summaries/{shapes}/samples?types=TP&limit=1") as response:
-            sample = json.load(response)["samples"][0]
-        zoom_label = next(label["index"] for label in sample["labels"] if label["type"] == "TP")
+        photos = ids["seed-0/photos"]
+        sample, zoom_label = first_true_positive(url, shapes)
+        photo, photo_label = first_true_positive(url, photos)
         pages = [
             ("01-summaries", "/", True),
             ("02-saliency-browser", f"/s/{first}?explainers=Gradient,GradCAM,IntegratedGradients,Occlusion,RISE", False),
@@ -90,6 +112,9 @@ def main() -> None:
             ("04-large-view-with-boxes", f"/s/{shapes}?zoom={sample['id']}&zl={zoom_label}", False),
             ("05-evaluation", f"/s/{first}/scores", True),
             ("06-compare", f"/compare?ids={first},{second}", True),
+            ("07-photos-browser", f"/s/{photos}?explainers=GradCAM,IntegratedGradients,Occlusion,RISE", False),
+            ("08-photos-large-view", f"/s/{photos}?zoom={photo['id']}&zl={photo_label}", False),
+            ("09-photos-evaluation", f"/s/{photos}/scores", True),
         ]
         args.out.mkdir(parents=True, exist_ok=True)
         errors: list[str] = []
