@@ -29,15 +29,9 @@ class GuidedBackprop(ReluRuleCheck, Explainer):
     def __init__(self, network: nn.Module, *, batch_size: Optional[int] = None, name: Optional[str] = None):
         super().__init__(network, batch_size=batch_size, name=name)
 
-    def check(self, inputs: Tensor) -> None:
-        self._check_relu_rule(inputs)
-
     def passes(self, image_shape: tuple[int, int, int]) -> Passes:
         image_shape_of(image_shape)
         return Passes(1, 1)
-
-    def _first_call(self, inputs: Tensor) -> None:
-        self._check_relu_rule(inputs)
 
     def _explain(self, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Optional[Tensor]]:
         attributions = CaptumGuidedBackprop(self.network).attribute(inputs, target=targets)

@@ -32,14 +32,11 @@ class GuidedGradCAM(ReluRuleCheck, Explainer):
 
     def check(self, inputs: Tensor) -> None:
         check_spatial_layer(self, self.layer, self.layer_name, inputs)
-        self._check_relu_rule(inputs)
+        super().check(inputs)
 
     def passes(self, image_shape: tuple[int, int, int]) -> Passes:
         image_shape_of(image_shape)
         return Passes(2, 2)
-
-    def _first_call(self, inputs: Tensor) -> None:
-        self._check_relu_rule(inputs)
 
     def _explain(self, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Optional[Tensor]]:
         attributions = CaptumGuidedGradCam(self.network, self.layer).attribute(

@@ -109,6 +109,14 @@ class ReluRuleCheck:
     network: nn.Module
     name: str
 
+    def check(self, inputs: Tensor) -> None:
+        super().check(inputs)  # type: ignore[misc]
+        self._check_relu_rule(inputs)
+
+    def _first_call(self, inputs: Tensor) -> None:
+        super()._first_call(inputs)  # type: ignore[misc]
+        self._check_relu_rule(inputs)
+
     def _check_relu_rule(self, inputs: Tensor) -> None:
         key = "relu-rule"
         if key in self._warned or getattr(self, "_relu_checked", False):  # type: ignore[attr-defined]
