@@ -22,7 +22,7 @@ from xaiboard.store import QueryError, Summary, SummaryError, codec
 from xaiboard.store.models import PREDICTION_TYPES
 from xaiboard.store.views import SampleView
 
-from . import figures, params, render, scoring
+from . import figures, palette, params, render, scoring
 from .cache import LruCache
 from .registry import Entry, Registry
 from .sample_index import SampleIndex
@@ -188,6 +188,8 @@ def _detail(entry: Entry, summary: Summary) -> dict[str, Any]:
     run = summary.run()
     counts = summary.label_counts()
     timings = summary.explainer_timings()
+    explainers = summary.explainers()
+    colors = palette.explainer_colors([e.name for e in explainers])
     row = entry.row()
     return {
         **row,
@@ -203,9 +205,9 @@ def _detail(entry: Entry, summary: Summary) -> dict[str, Any]:
         "labels": [{"index": label.index, "name": label.name,
                     "counts": counts.get(label.index, {t: 0 for t in PREDICTION_TYPES})}
                    for label in summary.labels()],
-        "explainers": [{"name": e.name, "config": e.config, **timings.get(e.name, {"seconds": None, "delta": None,
-                                                                                     "count": 0})}
-                       for e in summary.explainers()],
+        "explainers": [{"name": e.name, "config": e.config, "color": colors[e.name],
+                        **timings.get(e.name, {"seconds": None, "delta": None, "count": 0})}
+                       for e in explainers],
         "metrics": [{"name": m.name, "higher_is_better": m.higher_is_better, "range": list(m.range),
                      "aggregation": m.aggregation, "config": m.config} for m in summary.metrics()],
         "types": list(PREDICTION_TYPES),
