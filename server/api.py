@@ -25,7 +25,6 @@ from xaiboard.store.views import SampleView
 from . import figures, palette, params, render, scoring
 from .cache import LruCache
 from .registry import Entry, Registry
-from .sample_index import SampleIndex
 from .security import ApiError
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -154,7 +153,7 @@ def index() -> Response:
     return jsonify(endpoints=[
         "/api/v1/summaries?q=&offset=&limit=",
         "/api/v1/summaries/<id>",
-        "/api/v1/summaries/<id>/samples?labels=&types=&explainers=&sort=&offset=&limit=",
+        "/api/v1/summaries/<id>/samples?labels=&types=&truth=&explainers=&sort=&offset=&limit=",
         "/api/v1/summaries/<id>/samples/<sample_id>",
         "/api/v1/summaries/<id>/images/<sample_id>?size=",
         "/api/v1/summaries/<id>/saliency/<sample_id>/<label_index>/<explainer>?overlay=&alpha=&cmap=&sign=&size=",
@@ -225,6 +224,7 @@ def list_samples(summary_id: str) -> Response:
     entry = entry_of(summary_id)
     with reading(entry) as summary:
         labels = params.labels(request.args, summary.label_names())
+        truth = params.labels(request.args, summary.label_names(), "truth")
         types = params.items(request.args, "types")
         explainers = params.choices(request.args, "explainers", explainer_names(entry, summary), "explainer")
         if "explainers" not in request.args:
@@ -232,8 +232,8 @@ def list_samples(summary_id: str) -> Response:
         sort = request.args.get("sort", "id").strip() or "id"
         offset = params.integer(request.args, "offset", 0, MAX_OFFSET)
         limit = params.integer(request.args, "limit", 20, MAX_PAGE)
-        index = entry.memo("sample_index", lambda: SampleIndex(summary))
-        total, ids = index.query(labels, types, sort, offset, limit)
+        index = summary.sample_index()
+        total, ids = index.query(labels, types, sort, offset, limit, truth)
         token = entry.token
         # A sample's JSON is the same in every page it appears in (for one version of the file and one choice
         # of explainers), so pages re-use it: paging, re-sorting and polling only assemble text.

@@ -25,19 +25,19 @@ def items(args: Mapping[str, str], name: str) -> list[str]:
     return list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
 
 
-def labels(args: Mapping[str, str], names: Mapping[int, str]) -> list[int]:
-    """Label filter: each item is a label index or an exact label name."""
-    by_name = {name: index for index, name in names.items()}
+def labels(args: Mapping[str, str], names: Mapping[int, str], name: str = "labels") -> list[int]:
+    """A label list parameter (``labels``, ``truth``): each item is a label index or an exact label name."""
+    by_name = {label: index for index, label in names.items()}
     result = []
-    for item in items(args, "labels"):
+    for item in items(args, name):
         if item.lstrip("-").isdigit() and item.isascii():
             index = int(item)
             if index not in names:
-                raise ApiError(400, f"unknown label {item!r} (labels are 0..{len(names) - 1})")
+                raise ApiError(400, f"unknown label {item!r} in {name} (labels are 0..{len(names) - 1})")
         elif item in by_name:
             index = by_name[item]
         else:
-            raise ApiError(400, f"unknown label {item[:60]!r} (give label indices or exact names)")
+            raise ApiError(400, f"unknown label {item[:60]!r} in {name} (give label indices or exact names)")
         result.append(index)
     return list(dict.fromkeys(result))
 

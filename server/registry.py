@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import threading
 import time
@@ -18,34 +17,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional, TypeVar
 
-from xaiboard.store import DB_NAME, Summary, SummaryError, find_summary_dirs
+from xaiboard.store import DB_NAME, Summary, SummaryError, file_signature, find_summary_dirs
 from xaiboard.store.discovery import MAX_DEPTH
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-Signature = tuple[int, ...]
 
 
 def summary_id(relative: str) -> str:
     """A URL-safe id that is stable for a relative path: a readable slug and 10 hex digits of its SHA-256."""
     slug = re.sub(r"[^a-z0-9]+", "-", relative.lower()).strip("-")[:48].strip("-") or "summary"
     return f"{slug}-{hashlib.sha256(relative.encode('utf-8', 'surrogateescape')).hexdigest()[:10]}"
-
-
-def file_signature(directory: Path) -> Optional[Signature]:
-    """What changes when a summary database is written or replaced; None when the file is gone."""
-    db = directory / DB_NAME
-    try:
-        stat = os.stat(db)
-    except OSError:
-        return None
-    signature = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
-    try:
-        wal = os.stat(db.with_name(DB_NAME + "-wal"))
-        signature += (wal.st_size, wal.st_mtime_ns)
-    except OSError:
-        pass
-    return signature
 
 
 def _one_line(error: BaseException) -> str:
@@ -62,7 +44,7 @@ class Entry:
         self.directory = directory
         self.summary: Optional[Summary] = None
         self.error: Optional[str] = None
-        self.signature: Optional[Signature] = None
+        self.signature: Optional[tuple[int, ...]] = None
         self._memo: dict[Any, Any] = {}
         self._lock = threading.RLock()
 

@@ -22,12 +22,13 @@ from .records import (
 )
 from .summary import QueryError, Summary
 from .writer import SummaryWriter
-from .database import DB_NAME, head_revision, is_summary_dir, upgrade
+from .database import DB_NAME, file_signature, head_revision, is_summary_dir, upgrade
 from .discovery import contained_path, find_summary_dirs
 
 __all__ = [
     "Batch", "BoxRecord", "CorruptSummaryError", "DB_NAME", "FailureRecord", "NewerSummaryError", "NotASummaryError",
     "OutdatedSummaryError", "PredictionRecord", "ProbabilityRecord", "QueryError", "SaliencyRecord", "SampleRecord",
-    "ScoreRecord", "Summary", "SummaryError", "SummaryWriter", "contained_path", "find_summary_dirs", "head_revision",
+    "ScoreRecord", "Summary", "SummaryError", "SummaryWriter", "contained_path", "file_signature",
+    "find_summary_dirs", "head_revision",
     "is_summary_dir", "upgrade",
 ]

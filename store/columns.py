@@ -1,4 +1,4 @@
-"""Whole columns of a summary as numpy arrays, for the server's in-memory sample index (one query each)."""
+"""Whole columns of a summary as numpy arrays, for the sample index (one query each)."""
 
 from __future__ import annotations
 

@@ -44,6 +44,22 @@ def db_path(directory: str | Path) -> Path:
     return Path(directory) / DB_NAME
 
 
+def file_signature(directory: Path) -> tuple[int, ...] | None:
+    """What changes when a summary database is written or replaced; None when the file is gone."""
+    db = db_path(directory)
+    try:
+        stat = os.stat(db)
+    except OSError:
+        return None
+    signature = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    try:
+        wal = os.stat(db.with_name(db.name + "-wal"))
+        signature += (wal.st_size, wal.st_mtime_ns)
+    except OSError:
+        pass
+    return signature
+
+
 def is_summary_dir(directory: str | Path) -> bool:
     """A directory is a summary directory when it holds ``xaiboard.db``."""
     return db_path(directory).is_file()

@@ -6,6 +6,7 @@ whole columns for the server's index (:mod:`.columns`); this module has the rest
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,6 +63,8 @@ class Summary(SampleQueries, ScoreQueries, ColumnQueries):
         self._labels: Optional[list[LabelView]] = None
         self._explainer_ids: Optional[dict[str, int]] = None
         self._metric_ids: Optional[dict[str, int]] = None
+        self._index = None
+        self._index_lock = threading.Lock()
 
     @classmethod
     def open(cls, path: str | Path, readonly: bool = True) -> "Summary":

@@ -181,6 +181,17 @@ def test_label_filter_by_name_and_with_markup(client, base, a):
     assert {s["id"] for s in by_name["samples"]} == expected_ids(base.run_a, (1, 3))
 
 
+def test_ground_truth_filter_keeps_the_samples_of_that_class(client, base, a):
+    truth = 2  # the class of every sample whose id is 2 modulo the classes
+    wanted = {s for s in base.run_a.names if s % len(CLASSES) == truth}
+    data = get_json(client, f"/api/v1/summaries/{a}/samples?truth={CLASSES[truth]}&limit=200")
+    assert {s["id"] for s in data["samples"]} == wanted
+    mistaken = get_json(client, f"/api/v1/summaries/{a}/samples?truth={truth}&labels=3&types=FP&limit=200")
+    expected = {s for s in wanted if base.run_a.types.get((s, 3)) == "FP"}
+    assert expected and {s["id"] for s in mistaken["samples"]} == expected and mistaken["total"] == len(expected)
+    assert "in truth" in get_json(client, f"/api/v1/summaries/{a}/samples?truth=99", 400)["error"]
+
+
 @pytest.mark.parametrize("sort", ["prob", "-prob", "uncertainty", "-uncertainty", "score:GradCAM:InsertionAUC",
                                   "-score:Gradient:DeletionAUC"])
 def test_samples_sorted_within_filter(client, base, a, sort):

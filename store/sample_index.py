@@ -1,11 +1,9 @@
-"""An in-memory index of a summary's explained predictions, maps, ground truth and boxes, so that a page of a
-filtered, sorted list of samples costs no SQL: the grouping query over the whole predictions table and the five
-queries that build a page's samples were most of a request's time on large summaries.
+"""How pages of samples are answered: an in-memory index of a summary's explained predictions, maps, ground truth
+and boxes, filtered, grouped and sorted with numpy. One grouping query over the whole predictions table per page
+and the queries that build a page's samples were most of a request's time on large summaries; the index reads
+each column once (the ``*_columns`` queries) and then answers every page without SQL.
 
-It answers exactly what :meth:`xaiboard.store.Summary.samples` answers (same matches, same order, same total, equal
-sample views; ``tests/test_server_index.py`` compares them) and is rebuilt when the database file changes (the
-registry memoises it per file version). Columns come from the store's ``*_columns`` queries; filtering, grouping
-and sorting are numpy operations over them.
+:meth:`xaiboard.store.Summary.samples` is this index; the summary rebuilds it when its database file changes.
 """
 
 from __future__ import annotations
@@ -14,11 +12,16 @@ import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from xaiboard.store import QueryError, Summary
-from xaiboard.store.models import PREDICTION_TYPES
-from xaiboard.store.views import BoxView, PredictionView, SamplePage, SampleView
+from .errors import QueryError
+from .models import PREDICTION_TYPES
+from .views import BoxView, PredictionView, SamplePage, SampleView
+
+if TYPE_CHECKING:
+    from .summary import Summary
 
 ORDERS_KEPT = 32
 _versions = itertools.count()
@@ -42,6 +45,7 @@ class SampleIndex:
         self.version = next(_versions)  # tells apart the indexes of successive versions of one summary
         samples = summary.sample_columns()
         self.ids = samples["id"]
+        # Unfiltered pages sort by the highest value over all of a sample's labels (stored with the sample).
         self.max_prob = samples["max_prob"]
         self.max_sd = samples["max_sd"]
         _, self.name_rank = np.unique(samples["name"], return_inverse=True)  # dense: equal names tie
@@ -76,11 +80,11 @@ class SampleIndex:
         found = keys[position] == ids if len(keys) else np.zeros(len(ids), dtype=bool)
         return np.where(found, values[position] if len(keys) else np.nan, np.nan)
 
-    def query(self, labels: Sequence[int], types: Sequence[str], sort: str, offset: int, limit: int
-              ) -> tuple[int, list[int]]:
-        """(total, ids of the page) for the same arguments as :meth:`Summary.samples`."""
-        known = self.summary.label_names()
-        for label in labels:
+    def query(self, labels: Sequence[int], types: Sequence[str], sort: str, offset: int, limit: int,
+              truth: Sequence[int] = ()) -> tuple[int, list[int]]:
+        """(total, ids of the page) for the arguments of :meth:`Summary.samples`."""
+        known = self.label_names
+        for label in [*labels, *truth]:
             if label not in known:
                 raise QueryError(f"unknown label {label} (labels are 0..{len(known) - 1})")
         for kind in types:
@@ -88,18 +92,28 @@ class SampleIndex:
                 raise QueryError(f"unknown prediction type {kind!r} (types are {', '.join(PREDICTION_TYPES)})")
         if offset < 0 or limit < 0:
             raise QueryError("offset and limit must not be negative")
-        key = (tuple(sorted(set(labels))), tuple(sorted(set(types))), sort)
+        key = (tuple(sorted(set(labels))), tuple(sorted(set(types))), sort, tuple(sorted(set(truth))))
         with self._lock:
             ordered_ids = self._orders.get(key)
             if ordered_ids is not None:
                 self._orders.move_to_end(key)
         if ordered_ids is None:
             ordered_ids = self._order(list(key[0]), list(key[1]), sort)
+            if truth:
+                ordered_ids = ordered_ids[np.isin(ordered_ids, self._with_truth(key[3]))]
             with self._lock:
                 self._orders[key] = ordered_ids
                 while len(self._orders) > ORDERS_KEPT:
                     self._orders.popitem(last=False)
         return len(ordered_ids), [int(i) for i in ordered_ids[offset:offset + limit]]
+
+    def _with_truth(self, truth: Sequence[int]) -> np.ndarray:
+        """The samples whose ground truth holds one of ``truth``: from the ground-truth rows and the predictions
+        flagged as ground truth, as a sample's view marks them."""
+        wanted = np.asarray(truth, dtype=np.int64)
+        from_rows = self.truth["sample_id"][np.isin(self.truth["label_index"], wanted)]
+        flagged = self.p_sample[self.p_truth & np.isin(self.p_label, wanted)]
+        return np.union1d(from_rows, flagged)
 
     def _order(self, labels: list[int], types: list[str], sort: str) -> np.ndarray:
         """Every matching sample id in display order."""
@@ -141,9 +155,10 @@ class SampleIndex:
         ordered = np.where(missing, 0.0, -key if descending else key)
         return candidates[np.lexsort((candidates, ordered, missing))]
 
-    def page(self, labels: Sequence[int], types: Sequence[str], sort: str, offset: int, limit: int) -> SamplePage:
-        """A :class:`SamplePage` equal to ``summary.samples(labels, types, sort, offset, limit)``."""
-        total, ids = self.query(list(labels), list(types), sort, offset, limit)
+    def page(self, labels: Sequence[int], types: Sequence[str], sort: str, offset: int, limit: int,
+             truth: Sequence[int] = ()) -> SamplePage:
+        """The page :meth:`Summary.samples` returns."""
+        total, ids = self.query(list(labels), list(types), sort, offset, limit, list(truth))
         return SamplePage(total, self.views(ids))
 
     def views(self, ids: Sequence[int]) -> list[SampleView]:
