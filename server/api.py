@@ -308,7 +308,7 @@ def saliency(summary_id: str, sample_id: int, label_index: int, explainer: str) 
                 raise ApiError(404, f"unknown explainer {explainer[:60]!r} in summary {entry.path!r}") from None
             if relevance is None:
                 raise ApiError(404, f"no {explainer[:60]} map for sample {sample_id}, label {label_index}")
-            picture = summary.image_data(sample_id) if options.overlay else None
+            picture = summary.image_data(sample_id)  # the overlay's base, and its kind of encoding
         return render.render_saliency(relevance, picture, options)
 
     return png_response(("saliency", sample_id, label_index, explainer, options.key()), entry, draw)

@@ -6,14 +6,14 @@ import hashlib
 from pathlib import Path
 from typing import Optional, Sequence
 
-from flask import Flask
+from flask import Flask, Response, request
 
 import xaiboard.frontend
 from xaiboard import __version__
 
-from . import security
+from . import compression, security
 from .api import api
-from .pages import pages
+from .pages import pages, plotly_url
 from .registry import Registry
 from .cache import LruCache
 
@@ -67,8 +67,18 @@ def create_app(
     def asset(path: str) -> str:
         return f"/static/{path}?v={versions.get(path, __version__)}"
 
-    app.jinja_env.globals.update(asset=asset, version=__version__, base_dir_name=registry.base_dir.name)
+    app.jinja_env.globals.update(asset=asset, version=__version__, base_dir_name=registry.base_dir.name,
+                                 plotly_url=plotly_url)
     security.install(app)
+    compression.install(app)
+
+    @app.after_request
+    def cache_versioned_assets(response: Response) -> Response:
+        # asset() URLs carry the file's content hash: a browser may keep them until the hash changes
+        if request.endpoint == "static" and request.args.get("v") == versions.get(request.view_args.get("filename", "")):
+            response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        return response
+
     app.register_blueprint(api)
     app.register_blueprint(pages)
     return app

@@ -7,10 +7,13 @@ its URL query and the same link shows a colleague the same view.
 from __future__ import annotations
 
 import importlib.util
+from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, render_template, send_file
+from flask import Blueprint, Response, abort, render_template, request
 
+from . import compression
 from .api import entry_of
 
 pages = Blueprint("pages", __name__)
@@ -48,10 +51,30 @@ def plotly_js_path() -> Path | None:
     return None
 
 
+@lru_cache(maxsize=1)
+def plotly_version() -> str:
+    """The installed plotly's version (from its metadata, without importing it): the bundle's cache-busting tag."""
+    try:
+        return metadata.version("plotly")
+    except metadata.PackageNotFoundError:
+        return "missing"
+
+
+def plotly_url() -> str:
+    return f"/vendor/plotly.min.js?v={plotly_version()}"
+
+
 @pages.get("/vendor/plotly.min.js")
 def plotly_js() -> Response:
+    """The bundle, compressed once; cached for good under its versioned URL (:func:`plotly_url`)."""
     path = plotly_js_path()
     if path is None:
         abort(404, "plotly.min.js is not installed (pip install plotly)")
-    response = send_file(path, mimetype="text/javascript", conditional=True, etag=True, max_age=86400)
-    return response
+    response = compression.precompressed(path, request, "text/javascript")
+    etag = f"plotly-{plotly_version()}-{response.headers.get('Content-Encoding', 'identity')}"
+    response.set_etag(etag)
+    if request.args.get("v") == plotly_version():
+        response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    else:
+        response.headers["Cache-Control"] = "public, max-age=3600"
+    return response.make_conditional(request)

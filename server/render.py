@@ -1,10 +1,10 @@
-"""Rendering stored relevance maps as heatmap or overlay PNGs (Pillow + numpy).
+"""Rendering stored relevance maps as heatmap or overlay tiles (Pillow + numpy).
 
 A map stored at a coarser grid than its image (Grad-CAM's 7 x 7 layer grid) is first brought to the image's size
 by the bilinear upsampling the benchmarks scored it at (:func:`xaiboard.store.arrays.upsample`). It is then reduced
 to values in [0, 1] according to ``sign`` (which relevance to show), coloured with a colormap, and optionally
-blended over the display image with an opacity ``alpha``. Rendering is deterministic, so a PNG can be cached by the
-parameters that produced it. Display images keep their stored format (PNG, or WebP/JPEG for photos) when resized.
+blended over the display image with an opacity ``alpha``, at the size it is shown. Rendering is deterministic, so a
+tile can be cached by the parameters that produced it. Display images keep their stored format (PNG, or WebP/JPEG for photos) when resized.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from . import colormaps
 
 SIGNS = ("positive", "negative", "absolute", "all")
 MAX_SIZE = 1024
-RENDER_VERSION = "2"
+RENDER_VERSION = "3"
+TILE_QUALITY = 85
 
 
 class RenderError(ValueError):
@@ -134,9 +135,11 @@ def render_image(data: bytes, size: Optional[int] = None) -> bytes:
 
 def render_saliency(relevance: np.ndarray, image: Optional[bytes], options: RenderOptions,
                     image_size: Optional[tuple[int, int]] = None) -> bytes:
-    """A map as a coloured heatmap PNG, or blended over the display image (PNG/WebP/JPEG bytes) when
+    """A map as a coloured heatmap, or blended over the display image (PNG/WebP/JPEG bytes) when
     ``options.overlay``. A map smaller than the image (or than ``image_size`` = (height, width), for a heatmap) is
-    upsampled to it first."""
+    upsampled to it first. The tile takes the image's kind of encoding: WebP over a photo stored lossy (a 256 px
+    overlay is a few KB instead of 70 KB of PNG), an exact PNG over a PNG (digits keep crisp pixels) or alone."""
+    lossy = image is not None and codec.image_format(image) in ("WEBP", "JPEG")
     picture = Image.open(io.BytesIO(image)).convert("RGB") if options.overlay and image is not None else None
     if picture is not None:
         image_size = (picture.height, picture.width)
@@ -148,9 +151,11 @@ def render_saliency(relevance: np.ndarray, image: Optional[bytes], options: Rend
         base = np.asarray(_resize_image(picture, target), dtype=np.float64)
         heat = colormaps.apply(options.cmap, _resize_values(values, target)).astype(np.float64)
         blended = (1.0 - options.alpha) * base + options.alpha * heat
-        return png_bytes(Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8)))
-    target = _target_size(values.shape[1], values.shape[0], options.size)
-    return png_bytes(Image.fromarray(colormaps.apply(options.cmap, _resize_values(values, target))))
+        tile = Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8))
+    else:
+        target = _target_size(values.shape[1], values.shape[0], options.size)
+        tile = Image.fromarray(colormaps.apply(options.cmap, _resize_values(values, target)))
+    return codec.encode_lossy(tile, "WEBP", TILE_QUALITY) if lossy else png_bytes(tile)
 
 
 def colorbar(cmap: str, width: int = 256, height: int = 12) -> bytes:

@@ -647,6 +647,10 @@ def test_photo_summaries_serve_their_images_and_native_maps(tmp_path):
     small = client.get(sample["image_url"] + "&size=128")
     assert small.mimetype == image.mimetype and Image.open(io.BytesIO(small.data)).size == (128, 128)
     url = sample["labels"][0]["saliency"][0]["url"]
-    assert png(client.get(url + "&overlay=1")).shape == (224, 224, 3)
-    assert png(client.get(url + "&overlay=0")).shape == (224, 224, 3), "heatmaps too are drawn at the image size"
+    for overlay in ("1", "0"):  # heatmaps too are drawn at the image size, and as WebP like the photo
+        tile = client.get(url + "&overlay=" + overlay)
+        assert tile.mimetype == "image/webp"
+        assert np.asarray(Image.open(io.BytesIO(tile.data)).convert("RGB")).shape == (224, 224, 3)
+        shown = client.get(url + "&overlay=" + overlay + "&size=128")
+        assert Image.open(io.BytesIO(shown.data)).size == (128, 128) and len(shown.data) < len(tile.data)
     app.extensions["xaiboard.registry"].close()
