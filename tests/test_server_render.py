@@ -70,7 +70,9 @@ def test_overlay_resizes_a_coarse_map_onto_the_image():
     assert out.shape == (32, 48, 3)
     assert out[:, :20].max() == 0 and out[:, 28:].min() == 255
     big = decode(render_saliency(relevance, codec.encode_image(image), RenderOptions(True, 0.5, "gray", "absolute", 96)))
-    assert big.shape == (64, 96, 3)
+    assert big.shape == (32, 48, 3)  # never enlarged beyond the image
+    small = decode(render_saliency(relevance, codec.encode_image(image), RenderOptions(True, 1.0, "gray", "absolute", 24)))
+    assert small.shape == (16, 24, 3) and small[:, :10].max() == 0 and small[:, 14:].min() == 255
     heat = decode(render_saliency(relevance, None, RenderOptions(True, 0.5, "gray", "absolute")))
     assert heat.shape == (8, 12, 3)  # no image to blend over: the heatmap at map resolution
     assert decode(render_image(codec.encode_image(image), 24)).shape == (16, 24, 3)
