@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test screenshots bench install chromium clean
+.PHONY: demo test screenshots bench bench-pages install chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/server_latency.py
 	$(BIN)/python bench/store_size.py
 	$(BIN)/python bench/runner_scale.py
+
+# page weight and time in Chromium on the photos demo (computed first when missing, about 12 minutes)
+bench-pages: $(STAMP) chromium
+	@ls xaiboard-runs/photos/xaiboard.db >/dev/null 2>&1 || $(BIN)/xaiboard demo --dataset photos --no-serve
+	$(BIN)/python bench/page_weight.py --base xaiboard-runs
 
 clean:
 	rm -rf $(VENV) xaiboard-runs build *.egg-info

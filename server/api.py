@@ -22,6 +22,7 @@ from xaiboard.store import QueryError, Summary, SummaryError, codec
 from xaiboard.store.models import PREDICTION_TYPES
 from xaiboard.store.views import SampleView
 
+from . import confusion as confusion_counts
 from . import figures, palette, params, render, scoring
 from .cache import LruCache
 from .registry import Entry, Registry
@@ -360,61 +361,47 @@ def figure(summary_id: str, name: str) -> Response:
         raise ApiError(404, f"unknown figure {name[:60]!r} (figures are {', '.join(figures.NAMES)})")
     with reading(entry) as summary:
         table = _table(entry, summary)
-    key = ("figure", name, tuple(sorted((k, v) for k, v in request.args.items() if k in ("explainer", "metric"))))
+    key = ("figure", *figures.cache_key(name, request.args))
     return jsonify(entry.memo(key, lambda: figures.build(name, table, request.args)))
+
+
+@api.get("/summaries/<summary_id>/confusion")
+def confusion(summary_id: str) -> Response:
+    """Ground truth against top-1 predictions (single-label runs); ``limit`` caps the matrix's classes."""
+    entry = entry_of(summary_id)
+    limit = params.integer(request.args, "limit", confusion_counts.DEFAULT_CLASSES, confusion_counts.MAX_CLASSES)
+    with reading(entry) as summary:
+        detail = entry.memo("detail", lambda: _detail(entry, summary))
+        data = entry.memo(("confusion", limit),
+                          lambda: confusion_counts.confusion(summary, detail["task"], max(1, limit)))
+    return jsonify(data)
 
 
 @api.get("/compare")
 def compare() -> Response:
+    """Runs side by side: their differences, jointly normalised scores, matched classes and shared samples
+    (``metric=`` and ``explainer=`` choose the per-class rows)."""
+    from . import comparison
+
     ids = params.items(request.args, "ids")
     if not ids:
         raise ApiError(400, "ids must list at least one summary id, e.g. ?ids=a,b")
     if len(ids) > MAX_COMPARE:
         raise ApiError(400, f"compare at most {MAX_COMPARE} summaries at once, got {len(ids)}")
     entries = [entry_of(summary_id) for summary_id in ids]
-    tables, names = [], []
+    runs = []
     for entry in entries:
         with reading(entry) as summary:
-            tables.append(_table(entry, summary))
-            names.append(entry.memo("sample_names", summary.sample_names))
-    explainers = list(dict.fromkeys(e for t in tables for e in t["explainers"]))
-    metrics: dict[str, dict[str, Any]] = {}
-    for table in tables:
-        for metric in table["metrics"]:
-            metrics.setdefault(metric["name"], metric)
-    values = [{(r["explainer"], r["metric"]): r for r in t["scores"]} for t in tables]
-    rows = []
-    for explainer in explainers:
-        for metric in metrics:
-            cells = [v.get((explainer, metric)) for v in values]
-            if any(cells):
-                rows.append({"explainer": explainer, "metric": metric,
-                             "values": [c["value"] if c else None for c in cells],
-                             "counts": [c["count"] if c else 0 for c in cells]})
-    shared = _shared_samples(names)
-    return jsonify(
-        summaries=[{key: e.row()[key] for key in ("id", "name", "path", "status", "num_samples")} for e in entries],
-        explainers=explainers,
-        metrics=list(metrics.values()),
-        table=rows,
-        comprehensive=[scoring.comprehensive_scores(t) for t in tables],
-        shared_samples={"total": len(shared), "samples": shared[:MAX_SHARED]},
-    )
+            table = _table(entry, summary)
+            names = entry.memo("sample_names", summary.sample_names)
+            runs.append(entry.memo(("compare", "run"), lambda: comparison.read_run(entry.row(), table, names,
+                                                                                   summary)))
+    return jsonify(comparison.compare(runs, request.args.get("metric"), request.args.get("explainer"),
+                                      max_shared=MAX_SHARED))
 
 
 def _shared_samples(names: list[dict[int, str]]) -> list[dict[str, Any]]:
-    """Samples present in every run, matched by name (a sample's id is its position in each run's dataset, which
-    differs between runs over different splits); names that repeat within a run are left out. Ordered as in the
-    first run."""
-    unique = []
-    for run in names:
-        seen: dict[str, int] = {}
-        repeated = set()
-        for sample_id, name in run.items():
-            if name in seen:
-                repeated.add(name)
-            seen[name] = sample_id
-        unique.append({name: sample_id for name, sample_id in seen.items() if name not in repeated})
-    common = set(unique[0]).intersection(*unique[1:])
-    ordered = sorted(common, key=lambda name: unique[0][name])
-    return [{"name": name, "ids": [run[name] for run in unique]} for name in ordered]
+    """Samples present in every run, matched by name (see :func:`comparison.shared_samples`)."""
+    from . import comparison
+
+    return comparison.shared_samples(names)

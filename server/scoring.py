@@ -5,6 +5,10 @@ Normalising puts every metric on [0, 1] with 1 the best: ``(v - lo) / (hi - lo)`
 range (or, when the range is open, the span of the explainers' values), inverted for lower-is-better metrics. The
 comprehensive score of an explainer is the weighted mean of its normalised values with the weights normalised to
 sum to 1 over the metrics it has a value for.
+
+A metric's best explainer is only named when it beats the runner-up by more than the noise of the two means:
+``best - second > 2 * sqrt(sem_best**2 + sem_second**2)``, with ``sem`` the standard error of the mean of the
+per-sample values. Differences in the fourth decimal of two noisy means say nothing, and exact ties name nobody.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 from xaiboard.store import Summary
 
 BINS = 20
+SIGNIFICANCE = 2.0  # standard errors of the difference a best value must lead the runner-up by
 
 
 def _finite(value: Optional[float]) -> bool:
@@ -69,6 +74,35 @@ def _histogram(values: np.ndarray, lo: Optional[float], hi: Optional[float]) -> 
     return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
 
 
+def standard_error(values: np.ndarray) -> Optional[float]:
+    """The standard error of the mean of the finite ``values``; None with fewer than two."""
+    finite = values[np.isfinite(values)]
+    if finite.size < 2:
+        return None
+    return float(np.std(finite, ddof=1) / math.sqrt(finite.size))
+
+
+def best_explainers(table: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per metric: the explainer that is best by more than ``SIGNIFICANCE`` standard errors of the difference
+    to the runner-up (``explainer`` None when none is), with the numbers that decided it."""
+    result = {}
+    for metric in table["metrics"]:
+        rows = [r for r in table["scores"] if r["metric"] == metric["name"] and _finite(r["value"])]
+        rows.sort(key=lambda r: r["value"], reverse=metric["higher_is_better"])
+        decision: dict[str, Any] = {"explainer": None, "runner_up": None, "difference": None, "threshold": None}
+        if len(rows) >= 2:
+            first, second = rows[0], rows[1]
+            difference = abs(first["value"] - second["value"])
+            decision.update(runner_up=second["explainer"], difference=difference)
+            if first["sem"] is not None and second["sem"] is not None:
+                threshold = SIGNIFICANCE * math.sqrt(first["sem"] ** 2 + second["sem"] ** 2)
+                decision["threshold"] = threshold
+                if difference > threshold and difference > 0:
+                    decision["explainer"] = first["explainer"]
+        result[metric["name"]] = decision
+    return result
+
+
 def score_table(summary: Summary) -> dict[str, Any]:
     """Everything the evaluation page needs, JSON-ready (one SQL query per explainer and metric pair at most)."""
     names = summary.label_names()
@@ -96,6 +130,7 @@ def score_table(summary: Summary) -> dict[str, Any]:
                 "metric": metric["name"],
                 "value": aggregate.value,
                 "count": aggregate.count,
+                "sem": standard_error(values),
                 "normalized": normalise(aggregate.value, lo, hi, metric["higher_is_better"]),
                 "per_class": [
                     {"index": c.label_index, "name": names.get(c.label_index, str(c.label_index)), "value": c.mean,
@@ -106,7 +141,7 @@ def score_table(summary: Summary) -> dict[str, Any]:
             })
     timings = summary.explainer_timings()
     score_timings = summary.score_timings()
-    return {
+    table = {
         "explainers": explainers,
         "metrics": metrics,
         "labels": [{"index": index, "name": name} for index, name in names.items()],
@@ -116,6 +151,8 @@ def score_table(summary: Summary) -> dict[str, Any]:
         "score_timings": [{"explainer": e, "metric": m, **t} for (e, m), t in score_timings.items()
                           if t["count"]],
     }
+    table["best"] = best_explainers(table)
+    return table
 
 
 def comprehensive_scores(table: Mapping[str, Any], weights: Mapping[str, float] | None = None

@@ -412,7 +412,9 @@ def test_figures(client, a, name, query):
         assert [trace["name"] for trace in figure["data"]] == ["explaining", *(m[0] for m in METRICS)]
         assert figure["data"][0]["y"] == pytest.approx([10.0, 20.0]) and figure["data"][1]["y"] == pytest.approx([1, 2])
     if name.startswith("per-class"):
-        assert figure["data"][0]["x"] == [c.replace("<", "&lt;").replace(">", "&gt;") for c in CLASSES]
+        escaped = [c.replace("<", "&lt;").replace(">", "&gt;") for c in CLASSES]
+        assert sorted(figure["data"][0]["y"]) == sorted(escaped) and figure["data"][0]["orientation"] == "h"
+        assert figure["meta"]["total"] == len(CLASSES)
         assert len(figure["data"]) == (4 if name == "per-class-explainer" else 2)
 
 

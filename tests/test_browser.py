@@ -26,8 +26,12 @@ if not os.access(CHROMIUM, os.X_OK):
                 allow_module_level=True)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run"]
+# Every image due: lazy ones only once on screen (the grid never fetches what is below the viewport).
 IMAGES_LOADED = ("() => { const images = [...document.querySelectorAll('img.map, img.sample-image, img.zoom-image')];"
-                 " return images.length > 0 && images.every((i) => i.complete && i.naturalWidth > 0); }")
+                 " const seen = (i) => { const r = i.getBoundingClientRect();"
+                 " return r.bottom > 0 && r.top < innerHeight && r.right > 0 && r.left < innerWidth; };"
+                 " const due = images.filter((i) => i.loading !== 'lazy' || seen(i));"
+                 " return due.length > 0 && due.every((i) => i.complete && i.naturalWidth > 0); }")
 
 
 
@@ -334,7 +338,7 @@ def test_scores_page_draws_charts_and_weights_change_the_comprehensive_score(pag
     assert page.locator("[data-comprehensive='Gradient'] .score-value").inner_text() == cell.inner_text()
     page.select_option("section.chart-card:has(#chart-metric) select", "PointingGame")
     page.wait_for_function("() => document.querySelector('#chart-metric .gtitle') && document.querySelector('#chart-metric .gtitle').textContent.includes('PointingGame')")
-    ticks = page.eval_on_selector_all("#chart-metric .xtick text", "t => t.map(x => x.textContent)")
+    ticks = page.eval_on_selector_all("#chart-metric .ytick text", "t => t.map(x => x.textContent)")
     assert "<b>cross</b>" in ticks  # markup in a class name shows as typed
 
 

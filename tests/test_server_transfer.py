@@ -42,7 +42,7 @@ def test_json_and_pages_are_compressed_when_the_browser_accepts_it(client, summa
 
 def test_plotly_is_sent_compressed_once_and_cached_for_good_under_its_version(client, summary_id):
     html = client.get(f"/s/{summary_id}/scores").get_data(as_text=True)
-    url = re.search(r'src="(/vendor/plotly\.min\.js\?v=[^"]+)"', html).group(1)
+    url = re.search(r'content="(/vendor/plotly\.min\.js\?v=[^"]+)"', html).group(1)
     plain = client.get(url)
     first = client.get(url, headers=BROWSER)
     assert first.headers["Content-Encoding"] == "br" and brotli.decompress(first.data) == plain.data
@@ -64,9 +64,9 @@ def test_photo_tiles_are_webp_at_the_size_asked(client, summary_id):
     sample = client.get(f"/api/v1/summaries/{summary_id}/samples/0").get_json()
     url = sample["labels"][0]["saliency"][0]["url"]
     sizes = {}
-    for size in (128, 256):
+    for size, shown in ((128, 128), (192, 192), (384, 224)):  # never above the photo's 224 px
         tile = client.get(f"{url}&overlay=1&alpha=0.5&size={size}")
         assert tile.mimetype == "image/webp" and "immutable" in tile.headers["Cache-Control"]
-        assert Image.open(io.BytesIO(tile.data)).size == (size, size)
+        assert Image.open(io.BytesIO(tile.data)).size == (shown, shown)
         sizes[size] = len(tile.data)
-    assert sizes[128] < sizes[256] < 20_000
+    assert sizes[128] < sizes[192] < sizes[384] < 20_000

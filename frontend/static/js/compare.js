@@ -1,14 +1,29 @@
-// Comparing runs: the score table side by side, per-class charts of each run, and one sample's maps across runs.
-import { drawFigure, el, fill, fmt, getJSON, list, plural, readQuery, score, showError, statusBadge, typeBadge, writeQuery } from "./util.js";
+// Comparing runs: what differs between them, the score table side by side with one normalisation for all runs,
+// per-class values of the classes every run has, per-class charts of each run, and one sample's maps across runs.
+// Every picker is kept in the URL.
+import { drawFigure, el, fill, fmt, getJSON, list, plural, readQuery, requestSize, score, showError, sized, statusBadge,
+  typeBadge, writeQuery } from "./util.js";
 
 const root = document.getElementById("compare");
 const note = document.getElementById("compare-note");
-const MAP_SIZE = 256;
+const MAP_PX = 128;
+const CHART_CLASSES = 20;
+const CLASS_ROWS = 20;
+const COMPREHENSIVE = "comprehensive";
+const ALL = "all";
+const DEFAULTS = { metric: null, explainer: null, sample: null, label: null, table: COMPREHENSIVE, classes: "0" };
 let data = null;
 let state = {};
 
 function save() {
-  writeQuery(state, { metric: null, sample: null, label: null, table: COMPREHENSIVE });
+  writeQuery(state, DEFAULTS);
+}
+
+function compareUrl() {
+  const query = new URLSearchParams({ ids: state.ids });
+  if (state.metric) query.set("metric", state.metric);
+  if (state.explainer) query.set("explainer", state.explainer);
+  return `/api/v1/compare?${query}`;
 }
 
 async function chooser() {
@@ -29,25 +44,69 @@ async function chooser() {
     el("div", { class: "card-foot" }, button)));
 }
 
-const COMPREHENSIVE = "comprehensive";
-const ALL = "all";
+// -- differences --------------------------------------------------------------------------------------------------
 
+function warning() {
+  if (!data.differences.length) {
+    return data.summaries.length < 2 ? null : el("p", { class: "muted small", id: "compare-ok" },
+      `Same ${plural(data.classes.matched, "class", "classes")}, model and samples in every run: the scores compare directly.`);
+  }
+  const title = data.comparable ? "Check before comparing:" : "These runs are not directly comparable.";
+  return el("div", { class: "alert alert-warn", role: "alert", id: "compare-warning" },
+    el("strong", {}, title),
+    el("ul", {}, data.differences.map((d) => el("li", { dataset: { kind: d.kind } }, d.message))),
+    el("p", { class: "small" }, `Only what every run has is matched: per-class rows for the ${plural(data.classes.matched, "class", "classes")} `
+      + `all runs have (by name), and ${plural(data.shared_samples.total, "shared sample")} (by name).`
+      + (data.comparable ? "" : " Differences are shown without colour and no value is marked best.")));
+}
+
+// -- score table ----------------------------------------------------------------------------------------------------
+
+/** The best value of a row, or null when it is not a meaningful difference: fewer than two values, runs that are
+ * not comparable, or a tie (values that read the same). */
 function bestOf(values, higherIsBetter) {
   const defined = values.filter((v) => v !== null && v !== undefined);
-  if (defined.length < 2) return null;
-  return higherIsBetter ? Math.max(...defined) : Math.min(...defined);
+  if (!data.comparable || defined.length < 2) return null;
+  const best = higherIsBetter ? Math.max(...defined) : Math.min(...defined);
+  return defined.filter((v) => score(v) === score(best)).length > 1 ? null : best;
+}
+
+function deltaCell(values, higherIsBetter) {
+  const delta = values[0] !== null && values[0] !== undefined && values[1] !== null && values[1] !== undefined ? values[1] - values[0] : null;
+  const zero = delta === null || score(delta) === score(0) || score(delta) === score(-0);
+  const better = !data.comparable || zero ? "" : (delta > 0) === higherIsBetter ? " better" : " worse";
+  const text = delta === null ? "–" : zero ? "0" : `${delta > 0 ? "+" : ""}${score(delta)}`;
+  return el("td", { class: `num delta${better}${data.comparable ? "" : " plain"}` }, text);
 }
 
 function valueCells(values, higherIsBetter, counts) {
   const best = bestOf(values, higherIsBetter);
-  const cells = values.map((v, i) => el("td", { class: `num${v !== null && v === best ? " best" : ""}`,
+  const cells = values.map((v, i) => el("td", { class: `num${best !== null && v === best ? " best" : ""}`,
     title: counts ? `${counts[i]} values` : null }, score(v)));
-  if (values.length === 2) {
-    const delta = values[0] !== null && values[1] !== null ? values[1] - values[0] : null;
-    const better = delta === null || delta === 0 ? "" : (delta > 0) === higherIsBetter ? " better" : " worse";
-    cells.push(el("td", { class: `num delta${better}` }, delta === null ? "–" : `${delta > 0 ? "+" : ""}${score(delta)}`));
-  }
+  if (values.length === 2) cells.push(deltaCell(values, higherIsBetter));
   return cells;
+}
+
+function runHeads() {
+  return [data.summaries.map((s) => el("th", { class: "num" }, el("a", { href: `/s/${s.id}/scores` }, s.name),
+    el("div", { class: "muted small" }, s.path))), data.summaries.length === 2 ? el("th", { class: "num" }, "Δ second − first") : null];
+}
+
+function normalisationNote() {
+  const declared = data.normalisation.filter((n) => !n.observed).map((n) => n.metric);
+  const observed = data.normalisation.filter((n) => n.observed);
+  const span = (n) => `${n.metric} [${fmt(n.bounds[0])}, ${fmt(n.bounds[1])}]`;
+  return el("p", { class: "muted small norm-note", id: "normalisation-note" },
+    "Comprehensive score: the equal-weight mean of each explainer's metrics put on [0, 1] (1 = best), normalised the same way for every compared run",
+    declared.length ? ` — ${declared.join(", ")} within ${declared.length === 1 ? "its" : "their"} declared range` : "",
+    observed.length ? `; ${observed.map(span).join(", ")}: an open range, so it spans the values of all compared runs together, not of each run` : "",
+    ".");
+}
+
+function colourNote() {
+  return el("p", { class: "muted small", id: "colour-note" }, data.comparable
+    ? "The best value of each row is highlighted (not when values tie); Δ is green where the second run is better."
+    : "Δ is not coloured and no value is marked best: the runs differ (see the warning above), so a higher score does not say which explainer is better.");
 }
 
 function scoreTable() {
@@ -57,8 +116,6 @@ function scoreTable() {
   const body = el("div", {});
   const arrow = (metric) => el("span", { class: `arrow ${metric.higher_is_better ? "up" : "down"}`,
     title: metric.higher_is_better ? "higher is better" : "lower is better" }, metric.higher_is_better ? "↑" : "↓");
-  const runHeads = () => [data.summaries.map((s) => el("th", { class: "num" }, el("a", { href: `/s/${s.id}/scores` }, s.name),
-    el("div", { class: "muted small" }, s.path))), data.summaries.length === 2 ? el("th", { class: "num" }, "Δ second − first") : null];
   const draw = () => {
     let head;
     let rows;
@@ -85,26 +142,78 @@ function scoreTable() {
   draw();
   return el("section", { class: "card" },
     el("div", { class: "card-head" }, el("h2", {}, "Scores side by side"), el("span", { class: "spacer" }), picker),
-    body,
-    el("p", { class: "muted small" }, "The best value of each row is highlighted; Δ is coloured green where the second run is better."));
+    body, normalisationNote(), colourNote());
 }
 
-function perClassCharts() {
+// -- per class ------------------------------------------------------------------------------------------------------
+
+function classTable(container) {
+  const perClass = data.per_class;
+  const metric = data.metrics.find((m) => m.name === perClass.metric);
+  let rows = perClass.rows;
+  if (data.summaries.length === 2) {
+    const gap = (r) => (r.values[0] === null || r.values[1] === null ? -1 : Math.abs(r.values[1] - r.values[0]));
+    rows = [...rows].sort((a, b) => gap(b) - gap(a));
+  }
+  const shown = state.classes === "1" ? rows : rows.slice(0, CLASS_ROWS);
+  const more = rows.length > shown.length
+    ? el("button", { type: "button", class: "button small", onclick: () => { state.classes = "1"; save(); classTable(container); } }, `Show all ${rows.length.toLocaleString()} classes`)
+    : null;
+  fill(container, rows.length
+    ? [el("div", { class: "table-scroll class-rows" }, el("table", { class: "table per-class" },
+      el("thead", {}, el("tr", {}, el("th", {}, "Class"), runHeads())),
+      el("tbody", {}, shown.map((r) => el("tr", { dataset: { name: r.name } }, el("th", { scope: "row" }, r.name),
+        valueCells(r.values, metric ? metric.higher_is_better : true, r.counts)))))),
+    el("p", { class: "muted small" }, `${plural(rows.length, "class", "classes")} with a ${perClass.metric} value, of the `
+      + `${plural(data.classes.matched, "class", "classes")} every run has by name`
+      + (data.summaries.length === 2 ? "; largest differences first." : "."), " ", more)]
+    : el("p", { class: "empty" }, data.classes.matched ? "No class every run has was scored with this explainer and metric." : "The runs have no class in common (classes are matched by name)."));
+}
+
+function perClass() {
   if (!data.metrics.length) return null;
-  state.metric = data.metrics.some((m) => m.name === state.metric) ? state.metric : data.metrics[0].name;
+  state.metric = data.per_class.metric;
+  state.explainer = data.per_class.explainer;
   const grid = el("div", { class: "chart-grid" });
-  const draw = () => {
+  const table = el("div", {});
+  const drawCharts = () => {
     fill(grid, data.summaries.map((s) => {
       const plot = el("div", { class: "chart" });
-      drawFigure(plot, `/api/v1/summaries/${s.id}/figures/per-class-metric?metric=${encodeURIComponent(state.metric)}`);
+      const query = new URLSearchParams({ metric: state.metric, sort: "count", offset: "0", limit: String(CHART_CLASSES) });
+      drawFigure(plot, `/api/v1/summaries/${s.id}/figures/per-class-metric?${query}`);
       return el("section", { class: "card chart-card" }, el("h3", {}, s.name, " ", el("span", { class: "muted small" }, s.path)), plot);
     }));
   };
-  const picker = el("select", { "aria-label": "metric of the per-class charts", onchange: (event) => { state.metric = event.target.value; save(); draw(); } },
-    data.metrics.map((m) => el("option", { value: m.name, selected: m.name === state.metric }, m.name)));
-  draw();
-  return el("section", {}, el("div", { class: "section-head" }, el("h2", {}, "Per class"), el("span", { class: "spacer" }), picker), grid);
+  const refetch = async () => {
+    save();
+    try {
+      data.per_class = (await getJSON(compareUrl())).per_class;
+      classTable(table);
+    } catch (error) {
+      showError(table, error);
+    }
+  };
+  const metricPicker = el("select", { id: "class-metric", "aria-label": "metric per class", onchange: (event) => {
+    state.metric = event.target.value;
+    state.classes = "0";
+    drawCharts();
+    refetch();
+  } }, data.metrics.map((m) => el("option", { value: m.name, selected: m.name === state.metric }, m.name)));
+  const explainerPicker = el("select", { id: "class-explainer", "aria-label": "explainer per class", onchange: (event) => {
+    state.explainer = event.target.value;
+    state.classes = "0";
+    refetch();
+  } }, data.explainers.map((e) => el("option", { value: e, selected: e === state.explainer }, e)));
+  drawCharts();
+  classTable(table);
+  return el("section", {},
+    el("div", { class: "section-head" }, el("h2", {}, "Per class"), el("span", { class: "spacer" }), metricPicker),
+    el("section", { class: "card" }, el("div", { class: "card-head" }, el("h3", {}, "Classes every run has"), el("span", { class: "spacer" }),
+      el("span", { class: "field-label" }, "Explainer"), explainerPicker), table),
+    grid);
 }
+
+// -- shared samples -------------------------------------------------------------------------------------------------
 
 async function sampleRows(body, shared) {
   const samples = await Promise.all(data.summaries.map((s, i) => getJSON(`/api/v1/summaries/${s.id}/samples/${shared.ids[i]}`).catch(() => null)));
@@ -115,27 +224,28 @@ async function sampleRows(body, shared) {
   }
   const explained = first.labels.filter((l) => l.type);
   const labels = explained.length ? explained : first.labels;
-  let labelIndex = labels.some((l) => String(l.index) === state.label) ? parseInt(state.label, 10)
-    : (labels.find((l) => l.ground_truth) || labels[0]).index;
+  let labelName = labels.some((l) => l.name === state.label) ? state.label : (labels.find((l) => l.ground_truth) || labels[0]).name;
   const labelPicker = el("select", { "aria-label": "label to compare", onchange: (event) => { state.label = event.target.value; save(); drawRows(); } },
-    first.labels.map((l) => el("option", { value: String(l.index), selected: l.index === labelIndex }, `${l.name}${l.ground_truth ? " ★" : ""}`)));
+    first.labels.map((l) => el("option", { value: l.name, selected: l.name === labelName }, `${l.name}${l.ground_truth ? " ★" : ""}`)));
   const rows = el("div", { class: "compare-rows" });
   const drawRows = () => {
-    labelIndex = parseInt(labelPicker.value, 10);
+    labelName = labelPicker.value;
     fill(rows, data.summaries.map((s, i) => {
       const sample = samples[i];
       if (!sample) return el("div", { class: "compare-row" }, el("div", { class: "run-name" }, s.name), el("p", { class: "muted" }, "sample missing"));
-      const label = sample.labels.find((l) => l.index === labelIndex);
+      const size = requestSize(MAP_PX, sample.width && sample.height ? Math.max(sample.width, sample.height) : null);
+      const label = sample.labels.find((l) => l.name === labelName); // classes are matched by name across runs
       const maps = label && label.saliency.length
         ? label.saliency.map((m) => el("figure", { class: "map-figure" },
-          el("img", { class: "map", src: `${m.url}&overlay=1&alpha=0.5&size=${MAP_SIZE}`, width: "128", height: "128", alt: `${m.explainer} map in ${s.name}` }),
+          el("img", { class: "map", src: sized(m.url, size, "overlay=1&alpha=0.5"), width: String(MAP_PX), height: String(MAP_PX),
+            alt: `${m.explainer} map in ${s.name}` }),
           el("figcaption", {}, m.explainer)))
-        : [el("div", { class: "map-missing" }, "not explained for this label")];
+        : [el("div", { class: "map-missing" }, label ? "not explained for this label" : "no such class in this run")];
       return el("div", { class: "compare-row" },
         el("div", { class: "run-name" }, el("a", { href: `/s/${s.id}` }, s.name),
           label ? el("div", { class: "small" }, `p = ${fmt(label.prob, 3)} `, typeBadge(label.type)) : null),
-        el("figure", { class: "map-figure" }, el("img", { class: "sample-image", src: `${sample.image_url}&size=${MAP_SIZE}`, width: "128", height: "128", alt: sample.name }),
-          el("figcaption", {}, "input")),
+        el("figure", { class: "map-figure" }, el("img", { class: "sample-image", src: sized(sample.image_url, size), width: String(MAP_PX), height: String(MAP_PX),
+          alt: sample.name }), el("figcaption", {}, "input")),
         maps);
     }));
   };
@@ -160,20 +270,33 @@ function sharedSamples() {
   return section;
 }
 
+function runChip(s) {
+  const model = s.model && s.model.class ? `${s.model.class}${s.model.num_parameters ? ` · ${s.model.num_parameters.toLocaleString()} params` : ""}` : null;
+  const size = s.image_size && s.image_size[0] ? `${s.image_size[1]}×${s.image_size[0]}` : null;
+  return el("a", { class: "run-chip", href: `/s/${s.id}` },
+    el("strong", {}, s.name), el("span", { class: "muted" }, s.path), statusBadge(s),
+    el("span", { class: "run-facts muted small" }, [plural(s.num_samples, "sample"), plural(s.num_classes, "class", "classes"), model, size].filter(Boolean).join(" · ")));
+}
+
 async function start() {
   const query = readQuery();
   const ids = list(query.ids);
-  state = { ids: ids.join(","), table: query.table || COMPREHENSIVE, metric: query.metric || null, sample: query.sample || null,
-    label: query.label || null };
+  state = { ids: ids.join(","), table: query.table || COMPREHENSIVE, metric: query.metric || null, explainer: query.explainer || null,
+    sample: query.sample || null, label: query.label || null, classes: query.classes === "1" ? "1" : "0" };
   if (!ids.length) {
     await chooser();
     return;
   }
-  data = await getJSON(`/api/v1/compare?ids=${encodeURIComponent(ids.join(","))}`);
+  try {
+    data = await getJSON(compareUrl());
+  } catch (error) {
+    if (error.status !== 400 || !(state.metric || state.explainer)) throw error;
+    state.metric = null; // a metric or explainer of an old link that these runs no longer have
+    state.explainer = null;
+    data = await getJSON(compareUrl());
+  }
   note.textContent = `${plural(data.summaries.length, "run")}: ${data.summaries.map((s) => s.name).join(" · ")}`;
-  const runs = el("div", { class: "run-chips" }, data.summaries.map((s) => el("a", { class: "run-chip", href: `/s/${s.id}` },
-    el("strong", {}, s.name), el("span", { class: "muted" }, s.path), statusBadge(s), el("span", { class: "muted" }, plural(s.num_samples, "sample")))));
-  fill(root, runs, scoreTable(), perClassCharts(), sharedSamples());
+  fill(root, el("div", { class: "run-chips" }, data.summaries.map(runChip)), warning(), scoreTable(), perClass(), sharedSamples());
 }
 
 start().catch((error) => showError(root, error));

@@ -166,19 +166,43 @@ export function debounce(fn, wait = 200) {
   };
 }
 
-/** Draw a figure from /figures/<name> into a node with plotly.js (loaded as a classic script). */
+// plotly.js (4.8 MB) takes seconds to compile on a slow machine, so a page never waits for it: it is fetched once
+// the page has painted its own content (tables, links), and charts are drawn when it is ready.
+let plotlyLoading = null;
+
+function loadPlotly() {
+  if (!plotlyLoading) {
+    const source = document.querySelector('meta[name="plotly-src"]');
+    plotlyLoading = new Promise((resolve, reject) => {
+      if (window.Plotly) { resolve(window.Plotly); return; }
+      requestAnimationFrame(() => setTimeout(() => { // after the next paint
+        const script = document.createElement("script");
+        script.src = source ? source.content : "/vendor/plotly.min.js";
+        script.onload = () => resolve(window.Plotly);
+        script.onerror = () => reject(new Error("plotly.js could not be loaded"));
+        document.head.append(script);
+      }, 0));
+    });
+  }
+  return plotlyLoading;
+}
+
+/** Draw a figure from /figures/<name> into a node with plotly.js; hands back the figure JSON (null when it could
+ * not be drawn) so a page can read its `meta`. */
 export async function drawFigure(node, url) {
   node.classList.add("chart-loading");
   try {
-    const figure = await getJSON(url);
+    const [figure, Plotly] = await Promise.all([getJSON(url), loadPlotly()]);
     node.classList.remove("chart-loading");
     for (const alert of node.querySelectorAll(":scope > .alert")) alert.remove();
-    await window.Plotly.react(node, figure.data, figure.layout, { displaylogo: false, responsive: true,
+    await Plotly.react(node, figure.data, figure.layout, { displaylogo: false, responsive: true,
       modeBarButtonsToRemove: ["select2d", "lasso2d"] });
+    return figure;
   } catch (error) {
     node.classList.remove("chart-loading");
     if (window.Plotly && node._fullLayout) window.Plotly.purge(node);
     showError(node, error);
+    return null;
   }
 }
 
@@ -203,4 +227,70 @@ export function summaryHeader(detail, current) {
     el("div", { class: "path muted" }, detail.path),
     el("dl", { class: "meta" }, meta.map(([key, value]) => el("div", {}, el("dt", {}, key), el("dd", {}, value)))),
     tabs);
+}
+
+/** A probability with the digits it needs: 0.988, 0.0042, 4.0e-4, and 0.99996 rather than 1.000. */
+export function probText(p) {
+  if (p === null || p === undefined || !Number.isFinite(p)) return "–";
+  if (p <= 0) return "0";
+  if (p >= 1) return "1";
+  if (p < 1e-3) return p.toExponential(1);
+  if (p < 0.01) return p.toFixed(4);
+  const rest = 1 - p;
+  if (rest < 1e-6) return `1 − ${rest.toExponential(1)}`;
+  if (rest < 5e-4) return p.toFixed(Math.ceil(-Math.log10(rest)));
+  return p.toFixed(3);
+}
+
+/** A small square in an explainer's colour (the same colour on every page). */
+export function swatch(color) {
+  if (!color) return null;
+  const node = el("span", { class: "swatch", "aria-hidden": "true" });
+  node.style.background = color;
+  return node;
+}
+
+const SIZE_STEPS = [128, 256, 384, 512, 768, 1024];
+
+/** The `size=` to request for an image shown `cssPx` wide: its device pixels rounded up to a fixed step, so the
+ * same few sizes are cached; null (the stored image) when the stored image is no larger than that. */
+export function requestSize(cssPx, native) {
+  const want = cssPx * (window.devicePixelRatio || 1);
+  const step = SIZE_STEPS.find((s) => s >= want - 0.5) || SIZE_STEPS[SIZE_STEPS.length - 1];
+  return native && native <= step ? null : step;
+}
+
+/** `url` with `size=` added (nothing when size is null). */
+export function sized(url, size, extra = "") {
+  const params = [extra, size ? `size=${size}` : ""].filter(Boolean).join("&");
+  return params ? url + (url.includes("?") ? "&" : "?") + params : url;
+}
+
+// Tiles are never enlarged on the server (a 32 px digit stays 32 px): the browser enlarges them with crisp pixels.
+document.addEventListener("load", (event) => {
+  const img = event.target;
+  if (img instanceof HTMLImageElement && img.naturalWidth && img.naturalWidth * 1.5 < img.clientWidth * window.devicePixelRatio) {
+    img.classList.add("pixelated");
+  }
+}, true);
+
+/** Text for plotly labels, which render a few HTML tags: names from datasets must show as typed. */
+export function plotText(value) {
+  return String(value).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+/** A share in [0, 1] as a percentage with the digits it needs ("–" when undefined). */
+export function percent(value, digits = 1) {
+  if (value === null || value === undefined || Number.isNaN(value)) return "–";
+  return `${(value * 100).toFixed(value === 0 || value === 1 ? 0 : digits)}%`;
+}
+
+/** A mean with its standard error, to the precision the error allows (two significant digits of the error). */
+export function meanText(value, sem) {
+  if (value === null || value === undefined || Number.isNaN(value)) return "–";
+  if (sem === null || sem === undefined || !Number.isFinite(sem) || sem === 0) return `${score(value)}${sem === 0 ? " ± 0" : ""}`;
+  const abs = Math.max(Math.abs(value), sem);
+  if (abs < 1e-3 || abs >= 1e5) return `${value.toExponential(2)} ± ${sem.toExponential(1)}`;
+  const digits = Math.min(8, Math.max(0, 1 - Math.floor(Math.log10(sem))));
+  return `${value.toFixed(digits)} ± ${sem.toFixed(digits)}`;
 }
