@@ -159,8 +159,9 @@ def index() -> Response:
         "/api/v1/summaries/<id>/images/<sample_id>?size=",
         "/api/v1/summaries/<id>/saliency/<sample_id>/<label_index>/<explainer>?overlay=&alpha=&cmap=&sign=&size=",
         "/api/v1/summaries/<id>/scores?format=json|csv&weights=&download=",
-        "/api/v1/summaries/<id>/figures/<name>",
-        "/api/v1/compare?ids=",
+        "/api/v1/summaries/<id>/figures/<name>?explainer=&metric=&sort=&order=&offset=&limit=",
+        "/api/v1/summaries/<id>/confusion?limit=",
+        "/api/v1/compare?ids=&metric=&explainer=",
         "/api/v1/colormaps/<name>",
     ])
 

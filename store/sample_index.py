@@ -57,6 +57,9 @@ class SampleIndex:
         self.p_prob = predictions["prob"]
         self.p_sd = predictions["sd"]
         self.p_truth, self.p_lower, self.p_upper = predictions["ground_truth"], predictions["lower"], predictions["upper"]
+        # (sample, label) as one sortable number, to find a score's prediction by binary search
+        self.pair_base = max(len(summary.label_names()), int(self.p_label.max(initial=0)) + 1)
+        self.p_pair = self.p_sample * self.pair_base + self.p_label
         self.maps = summary.saliency_columns()
         self.truth = summary.ground_truth_columns()
         self.boxes = summary.box_columns()
@@ -69,7 +72,9 @@ class SampleIndex:
     def _score(self, explainer: str, metric: str) -> dict[str, np.ndarray]:
         key = (explainer, metric)
         if key not in self._scores:
-            self._scores[key] = self.summary.score_columns(explainer, metric)  # QueryError when unknown
+            scores = self.summary.score_columns(explainer, metric)  # QueryError when unknown
+            scores["pair"] = scores["sample_id"] * self.pair_base + scores["label_index"]
+            self._scores[key] = scores
         return self._scores[key]
 
     def _key_of(self, ids: np.ndarray, per_sample: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -110,9 +115,8 @@ class SampleIndex:
     def _with_truth(self, truth: Sequence[int]) -> np.ndarray:
         """The samples whose ground truth holds one of ``truth``: from the ground-truth rows and the predictions
         flagged as ground truth, as a sample's view marks them."""
-        wanted = np.asarray(truth, dtype=np.int64)
-        from_rows = self.truth["sample_id"][np.isin(self.truth["label_index"], wanted)]
-        flagged = self.p_sample[self.p_truth & np.isin(self.p_label, wanted)]
+        from_rows = self.truth["sample_id"][_member(self.truth["label_index"], truth)]
+        flagged = self.p_sample[self.p_truth & _member(self.p_label, truth)]
         return np.union1d(from_rows, flagged)
 
     def _order(self, labels: list[int], types: list[str], sort: str) -> np.ndarray:
@@ -123,9 +127,9 @@ class SampleIndex:
         if filtered:
             mask = np.ones(self.p_sample.shape, dtype=bool)
             if labels:
-                mask &= np.isin(self.p_label, np.asarray(labels, dtype=np.int64))
+                mask &= _member(self.p_label, labels)
             if types:
-                mask &= np.isin(self.p_type, [PREDICTION_TYPES.index(t) for t in types])
+                mask &= _member(self.p_type, [PREDICTION_TYPES.index(t) for t in types])
             matched = self.p_sample[mask]
             candidates, probs = _group_max(matched, self.p_prob[mask])
             _, sds = _group_max(matched, self.p_sd[mask])
@@ -144,10 +148,10 @@ class SampleIndex:
             _, explainer, metric = name.split(":")
             scores = self._score(explainer, metric)
             keep = np.ones(scores["sample_id"].shape, dtype=bool)
-            if filtered:
-                label_count = int(max(self.p_label.max(initial=0), scores["label_index"].max(initial=0))) + 1
-                wanted = self.p_sample[mask] * label_count + self.p_label[mask]
-                keep = np.isin(scores["sample_id"] * label_count + scores["label_index"], wanted)
+            if filtered:  # the scores of matching predictions: both columns are ordered by (sample, label)
+                pairs = scores["pair"]
+                position = np.clip(np.searchsorted(self.p_pair, pairs), 0, max(len(self.p_pair) - 1, 0))
+                keep = (self.p_pair[position] == pairs) & mask[position] if len(self.p_pair) else keep & False
             key = self._key_of(candidates, _group_max(scores["sample_id"][keep], scores["value"][keep]))
         else:
             raise QueryError(f"unknown sort key {sort!r} ({SORT_HELP})")
@@ -200,6 +204,13 @@ class SampleIndex:
             views.append(SampleView(int(sample_id), self.names[row], int(self.width[row]), int(self.height[row]),
                                     tuple(predictions), boxes))
         return views
+
+
+def _member(values: np.ndarray, wanted: Sequence[int]) -> np.ndarray:
+    """``np.isin`` for small non-negative codes (labels, types) by a lookup table: no sort of the column."""
+    table = np.zeros(int(max(values.max(initial=0), max(wanted, default=0))) + 1, dtype=bool)
+    table[np.asarray(wanted, dtype=np.int64)] = True
+    return table[values]
 
 
 class _Gathered:
