@@ -23,7 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run"]
-IMAGES_LOADED = ("() => [...document.querySelectorAll('img')].every((i) => i.complete && i.naturalWidth > 0)"
+# Every image due (lazy grid images only once on screen) loaded, every chart drawn.
+IMAGES_LOADED = ("() => [...document.querySelectorAll('img')].filter((i) => { const r = i.getBoundingClientRect();"
+                 " return i.loading !== 'lazy' || (r.bottom > 0 && r.top < innerHeight && r.right > 0 && r.left < innerWidth); })"
+                 ".every((i) => i.complete && i.naturalWidth > 0)"
                  " && !document.querySelector('.chart-loading, .results.loading')")
 
 
@@ -115,7 +118,9 @@ def main() -> None:
             ("07-photos-browser", f"/s/{photos}?explainers=GradCAM,IntegratedGradients,Occlusion,RISE", False),
             ("08-photos-large-view", f"/s/{photos}?zoom={photo['id']}&zl={photo_label}", False),
             ("09-photos-evaluation", f"/s/{photos}/scores", True),
+            ("10-photos-label-filter", f"/s/{photos}?explainers=GradCAM,IntegratedGradients,Occlusion", False),
         ]
+        actions = {"10-photos-label-filter": lambda page: page.click("#label-filter summary")}
         args.out.mkdir(parents=True, exist_ok=True)
         errors: list[str] = []
         with sync_playwright() as playwright:
@@ -129,6 +134,8 @@ def main() -> None:
                 page.goto(url + path)
                 page.wait_for_load_state("networkidle")
                 page.wait_for_function(IMAGES_LOADED)
+                if name in actions:
+                    actions[name](page)
                 page.wait_for_timeout(300)
                 target = args.out / f"{name}.png"
                 page.screenshot(path=str(target), full_page=full_page)
