@@ -23,7 +23,7 @@ from xaiboard.store.models import PREDICTION_TYPES
 from xaiboard.store.views import SampleView
 
 from . import confusion as confusion_counts
-from . import figures, palette, params, render, scoring
+from . import comparison, figures, palette, params, render, scoring
 from .cache import LruCache
 from .registry import Entry, Registry
 from .security import ApiError
@@ -382,8 +382,6 @@ def confusion(summary_id: str) -> Response:
 def compare() -> Response:
     """Runs side by side: their differences, jointly normalised scores, matched classes and shared samples
     (``metric=`` and ``explainer=`` choose the per-class rows)."""
-    from . import comparison
-
     ids = params.items(request.args, "ids")
     if not ids:
         raise ApiError(400, "ids must list at least one summary id, e.g. ?ids=a,b")
@@ -399,10 +397,3 @@ def compare() -> Response:
                                                                                    summary)))
     return jsonify(comparison.compare(runs, request.args.get("metric"), request.args.get("explainer"),
                                       max_shared=MAX_SHARED))
-
-
-def _shared_samples(names: list[dict[int, str]]) -> list[dict[str, Any]]:
-    """Samples present in every run, matched by name (see :func:`comparison.shared_samples`)."""
-    from . import comparison
-
-    return comparison.shared_samples(names)

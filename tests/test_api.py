@@ -426,7 +426,7 @@ def test_figure_errors(client, a):
 
 
 def test_shared_samples_match_by_unique_name():
-    from xaiboard.server.api import _shared_samples
+    from xaiboard.server.comparison import shared_samples as _shared_samples
 
     runs = [{0: "a.png", 1: "b.png", 2: "c.png", 3: "dup.png", 4: "dup.png"},
             {0: "c.png", 1: "a.png", 2: "dup.png", 3: "x.png"}]

@@ -14,16 +14,14 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 import imagenet_like
-from test_browser import Console, browser, current_url, start_server, stop_server  # noqa: F401
+from test_browser import IMAGES_LOADED, Console, browser, current_url, start_server, stop_server  # noqa: F401
 from test_server_registry import write_summary
 from xaiboard.server.registry import summary_id
 
 pytestmark = pytest.mark.browser
 EFFNET, AGAIN, TINY = (summary_id(p) for p in ("imagenet/effnet", "imagenet/effnet-again", "shapes/tiny"))
 NAMES = imagenet_like.class_names()
-SHOWN_LOADED = ("() => { const seen = [...document.querySelectorAll('#results img')].filter((i) => {"
-                " const r = i.getBoundingClientRect(); return r.bottom > 0 && r.top < innerHeight && r.left < innerWidth; });"
-                " return seen.length > 0 && seen.every((i) => i.complete && i.naturalWidth > 0); }")
+
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +57,7 @@ def page(context):
 def open_grid(page, url, query=""):
     page.goto(f"{url}/s/{EFFNET}{query}")
     page.wait_for_selector("tr.sample-row")
-    page.wait_for_function(SHOWN_LOADED)
+    page.wait_for_function(IMAGES_LOADED)
 
 
 def query_of(address: str) -> dict[str, str]:
@@ -189,7 +187,7 @@ def test_grid_images_are_lazy_and_requested_at_the_size_they_are_shown(page, url
     assert fetched and all(int(query_of(u).get("size", 0)) <= 384 for u in fetched)
     assert len(fetched) < len(attributes)  # the rows far below the viewport are not fetched
     page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
-    page.wait_for_function(SHOWN_LOADED)
+    page.wait_for_function(IMAGES_LOADED)
     assert len([u for u in page.requested if "/saliency/" in u or "/images/" in u]) > len(fetched)
 
 
@@ -199,7 +197,7 @@ def test_a_sharp_screen_gets_twice_the_pixels_but_never_more_than_stored(browser
     try:
         page.goto(f"{url}/s/{EFFNET}")
         page.wait_for_selector("tr.sample-row img.map")
-        page.wait_for_function(SHOWN_LOADED)
+        page.wait_for_function(IMAGES_LOADED)
         # 128 CSS px are 256 device px: more than the 224 px stored, so the stored image is fetched as it is
         sources = page.locator("#results img.map, #results img.sample-image").evaluate_all(
             "i => i.map(x => [x.getAttribute('src'), x.complete ? x.naturalWidth : 224])")

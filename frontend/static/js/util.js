@@ -274,11 +274,6 @@ document.addEventListener("load", (event) => {
   }
 }, true);
 
-/** Text for plotly labels, which render a few HTML tags: names from datasets must show as typed. */
-export function plotText(value) {
-  return String(value).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-}
-
 /** A share in [0, 1] as a percentage with the digits it needs ("–" when undefined). */
 export function percent(value, digits = 1) {
   if (value === null || value === undefined || Number.isNaN(value)) return "–";
