@@ -22,7 +22,9 @@ from torch import Tensor, nn
 from xaiboard.store import (
     Batch,
     BoxRecord,
+    CurveRecord,
     FailureRecord,
+    PathRecord,
     PredictionRecord,
     ProbabilityRecord,
     SaliencyRecord,
@@ -37,6 +39,11 @@ from .labels import select_labels
 
 def error_text(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
+
+
+def keeps_path(explainer: Any) -> bool:
+    """Whether the explainer records its integration path (``explain_with_path``, Integrated Gradients)."""
+    return callable(getattr(explainer, "explain_with_path", None))
 
 
 def takes_native(explainer: Any) -> bool:
@@ -240,11 +247,15 @@ class GroupProcessor:
             native = self._native[explainer.name]
 
             def explain(pairs: list[int], explainer: Any = explainer,
-                        native: bool = native) -> tuple[Tensor, Optional[Tensor], float]:
+                        native: bool = native) -> tuple[Tensor, Optional[Tensor], float, Any]:
                 chosen_inputs, chosen_targets = take(pairs)
                 self._sync()
                 start = time.perf_counter()
-                if native:
+                path = None
+                if keeps_path(explainer):
+                    maps, delta, path = explainer.explain_with_path(chosen_inputs, chosen_targets, self.s.activation,
+                                                                    native=native)
+                elif native:
                     maps, delta = explainer.explain_with_delta(chosen_inputs, chosen_targets, native=True)
                 elif callable(getattr(explainer, "explain_with_delta", None)):
                     maps, delta = explainer.explain_with_delta(chosen_inputs, chosen_targets)
@@ -257,11 +268,11 @@ class GroupProcessor:
                     shape = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
                     raise ValueError(f"{explainer.name} returned maps of shape {shape}, expected "
                                      f"({len(pairs)}, {spec.height}, {spec.width})")
-                return maps.detach(), (delta.detach() if delta is not None else None), seconds
+                return maps.detach(), (delta.detach() if delta is not None else None), seconds, path
 
             results = self._guarded(stage, explain, pairs_of, items, batch.failures)
             good: dict[int, Tensor] = {}
-            for pairs, (maps, delta, seconds) in results:
+            for pairs, (maps, delta, seconds, path) in results:
                 finite = torch.isfinite(maps).flatten(1).all(1).cpu().tolist()
                 maps_cpu = maps.float().cpu().numpy()
                 deltas = delta.float().cpu().tolist() if delta is not None else [None] * len(pairs)
@@ -273,10 +284,26 @@ class GroupProcessor:
                     batch.saliency.append(SaliencyRecord(items[pair_rows[pair]].id, pair_labels[pair], explainer.name,
                                                          maps_cpu[i], seconds, deltas[i]))
                     good[pair] = maps[i]
+                if path is not None:
+                    self._add_paths(batch, explainer.name, path, [(i, pair) for i, pair in enumerate(pairs)
+                                                                  if finite[i]], items, pair_rows, pair_labels)
             chosen = [pair for pair in scored if pair in good]
             if chosen and self.s.benchmarks:
                 maps = to_input_size(torch.stack([good[pair] for pair in chosen]).float(), (spec.height, spec.width))
                 self._score(batch, items, take, explainer, chosen, maps, pair_rows, pair_labels, masks)
+
+    @staticmethod
+    def _add_paths(batch: Batch, explainer: str, path: Any, chosen: list[tuple[int, int]], items: list[Item],
+                   pair_rows: list[int], pair_labels: list[int]) -> None:
+        """One :class:`PathRecord` per pair with a finite map, from the explainer's path diagnostics."""
+        alphas = path.alphas.cpu().numpy()
+        probabilities, gradients = path.probabilities.cpu().numpy(), path.gradients.cpu().numpy()
+        gaps, relative = path.output_gap.cpu().tolist(), path.relative_delta.cpu().tolist()
+        needed = path.steps_needed.tolist() if path.steps_needed is not None else None
+        for i, pair in chosen:
+            steps = None if needed is None or needed[i] < 0 else needed[i]
+            batch.paths.append(PathRecord(items[pair_rows[pair]].id, pair_labels[pair], explainer, alphas,
+                                          probabilities[i], gradients[i], gaps[i], relative[i], steps))
 
     def _score(self, batch: Batch, items: list[Item], take: Callable[[list[int]], tuple[Tensor, Tensor]],
                explainer: Any, pairs: list[int], maps: Tensor, pair_rows: list[int], pair_labels: list[int],
@@ -289,7 +316,7 @@ class GroupProcessor:
             for pair in chosen:
                 groups.setdefault(pair_rows[pair], []).append(pair)
 
-            def evaluate(subset: list[int], benchmark: Any = benchmark) -> tuple[Tensor, float]:
+            def evaluate(subset: list[int], benchmark: Any = benchmark) -> tuple[Tensor, float, Optional[Tensor]]:
                 chosen_inputs, chosen_targets = take(subset)
                 saliency = maps if subset == pairs else maps[
                     torch.tensor([position[p] for p in subset], device=maps.device)]
@@ -298,19 +325,36 @@ class GroupProcessor:
                     mask_tensor = torch.from_numpy(np.stack([masks[p] for p in subset])).to(self.s.device)
                 self._sync()
                 start = time.perf_counter()
-                values = benchmark.evaluate(self.s.network, chosen_inputs, chosen_targets, saliency,
-                                            masks=mask_tensor, explainer=explainer, activation_fn=self.s.activation)
+                curves = None
+                if callable(getattr(benchmark, "evaluate_with_curves", None)):
+                    values, curves = benchmark.evaluate_with_curves(
+                        self.s.network, chosen_inputs, chosen_targets, saliency, masks=mask_tensor,
+                        explainer=explainer, activation_fn=self.s.activation)
+                else:
+                    values = benchmark.evaluate(self.s.network, chosen_inputs, chosen_targets, saliency,
+                                                masks=mask_tensor, explainer=explainer,
+                                                activation_fn=self.s.activation)
                 values = torch.as_tensor(values).detach().float().reshape(-1).cpu()
                 seconds = (time.perf_counter() - start) / max(1, len(subset))
                 if values.shape[0] != len(subset):
                     raise ValueError(f"{benchmark.name} returned {values.shape[0]} scores for {len(subset)} maps")
-                return values, seconds
+                if curves is not None and (curves.dim() != 2 or curves.shape[0] != len(subset)):
+                    raise ValueError(f"{benchmark.name} returned curves of shape {tuple(curves.shape)} for "
+                                     f"{len(subset)} maps")
+                return values, seconds, curves
 
             stage = f"benchmark:{benchmark.name}:{explainer.name}"
             self.s.stage(f"{benchmark.name} of {explainer.name}")
-            for subset, (values, seconds) in self._guarded(stage, evaluate, groups, items, batch.failures):
+            for subset, (values, seconds, curves) in self._guarded(stage, evaluate, groups, items, batch.failures):
                 batch.scores += [
                     ScoreRecord(explainer.name, benchmark.name, items[pair_rows[pair]].id, pair_labels[pair], value,
                                 seconds)
                     for pair, value in zip(subset, values.tolist())
                 ]
+                if curves is not None:
+                    kept = curves.float().cpu().numpy()
+                    batch.curves += [
+                        CurveRecord(explainer.name, benchmark.name, items[pair_rows[pair]].id, pair_labels[pair],
+                                    kept[i])
+                        for i, pair in enumerate(subset) if np.isfinite(kept[i]).any()
+                    ]

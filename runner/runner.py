@@ -191,6 +191,8 @@ class ImageClassificationRunner:
                 raise InvalidInputError(f"explainer {explainer.name!r} was built for another network than the "
                                         "runner's; use explainer.with_network(network)")
             taken.add(explainer.name)
+            if self.mean is not None and callable(getattr(explainer, "use_normalisation", None)):
+                explainer.use_normalisation(self.mean, self.std)
         metric_names = {b.name for b in self.benchmarks}
         for benchmark in benchmarks:
             missing = [a for a in BENCHMARK_ATTRIBUTES if not hasattr(benchmark, a)]

@@ -13,7 +13,9 @@ from .errors import (
 from .records import (
     Batch,
     BoxRecord,
+    CurveRecord,
     FailureRecord,
+    PathRecord,
     PredictionRecord,
     ProbabilityRecord,
     SaliencyRecord,
@@ -26,8 +28,8 @@ from .database import DB_NAME, file_signature, head_revision, is_summary_dir, up
 from .discovery import contained_path, find_summary_dirs
 
 __all__ = [
-    "Batch", "BoxRecord", "CorruptSummaryError", "DB_NAME", "FailureRecord", "NewerSummaryError", "NotASummaryError",
-    "OutdatedSummaryError", "PredictionRecord", "ProbabilityRecord", "QueryError", "SaliencyRecord", "SampleRecord",
+    "Batch", "BoxRecord", "CorruptSummaryError", "CurveRecord", "DB_NAME", "FailureRecord", "NewerSummaryError", "NotASummaryError",
+    "OutdatedSummaryError", "PathRecord", "PredictionRecord", "ProbabilityRecord", "QueryError", "SaliencyRecord", "SampleRecord",
     "ScoreRecord", "Summary", "SummaryError", "SummaryWriter", "contained_path", "file_signature",
     "find_summary_dirs", "head_revision",
     "is_summary_dir", "upgrade",

@@ -176,10 +176,15 @@ def _check_length(connection: Any, database: str | None) -> None:
         )
 
 
-def check_revision(revision: str, directory: str | Path) -> None:
-    """Refuse a revision this xaiboard cannot read, saying what to do about it."""
+#: older revisions whose files read as they are: the revisions after them only add tables (``0004`` adds the
+#: Integrated Gradients paths and the perturbation curves), which such a summary simply lacks
+READABLE_OLDER = frozenset({"0003"})
+
+
+def check_revision(revision: str, directory: str | Path, reading: bool = False) -> None:
+    """Refuse a revision this xaiboard cannot read (``reading``) or write, saying what to do about it."""
     head = head_revision()
-    if revision == head:
+    if revision == head or (reading and revision in READABLE_OLDER):
         return
     if revision not in known_revisions():
         raise NewerSummaryError(
@@ -211,7 +216,7 @@ def open_readonly(directory: str | Path) -> tuple[Engine, str]:
             raise
     assert revision is not None
     try:
-        check_revision(revision, directory)
+        check_revision(revision, directory, reading=True)
     except SummaryError:
         engine.dispose()
         raise

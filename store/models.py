@@ -225,6 +225,44 @@ class Score(Base):
     seconds: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
 
 
+class IntegratedGradientsPath(Base):
+    """What Integrated Gradients saw along its path for one (sample, label, explainer): the interpolation points
+    ``alphas`` (0 = the baseline, 1 = the input), the target's probability and the mean |gradient| over the input at
+    each of them (``f32z`` vectors, see :mod:`xaiboard.store.arrays`), the output gap F(x) - F(baseline) in the
+    network's output units, ``relative_delta`` = |convergence delta| / (|gap| + 1e-3), and, when the run searched
+    for it, the fewest steps that brought the relative delta under the explainer's tolerance."""
+
+    __tablename__ = "ig_paths"
+    __table_args__ = (Index("ix_ig_paths_explainer_delta", "explainer_id", "relative_delta"),)
+
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), primary_key=True)
+    label_index: Mapped[int] = mapped_column(ForeignKey("labels.index"), primary_key=True)
+    explainer_id: Mapped[int] = mapped_column(ForeignKey("explainers.id"), primary_key=True)
+    steps: Mapped[int] = mapped_column(Integer)
+    output_gap: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    relative_delta: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    steps_needed: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    encoding: Mapped[str] = mapped_column(String(16))
+    alphas: Mapped[bytes] = mapped_column(LargeBinary)
+    probabilities: Mapped[bytes] = mapped_column(LargeBinary)
+    gradients: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Curve(Base):
+    """The perturbation curve behind one score (InsertionAUC, DeletionAUC, NaiveFaithfulness): the target's
+    probability at every step, as an ``f32z`` vector; NaN where a step was not evaluated."""
+
+    __tablename__ = "curves"
+    __table_args__ = (Index("ix_curves_sample", "sample_id", "label_index"),)
+
+    explainer_id: Mapped[int] = mapped_column(ForeignKey("explainers.id"), primary_key=True)
+    metric_id: Mapped[int] = mapped_column(ForeignKey("metrics.id"), primary_key=True)
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), primary_key=True)
+    label_index: Mapped[int] = mapped_column(ForeignKey("labels.index"), primary_key=True)
+    encoding: Mapped[str] = mapped_column(String(16))
+    values: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class Failure(Base):
     """An error on one sample (or the whole run when ``sample_id`` is NULL) that the run recorded and went past."""
 

@@ -87,6 +87,35 @@ class ScoreRecord:
 
 
 @dataclass
+class PathRecord:
+    """Integrated Gradients' path diagnostics of one (sample, label): at each interpolation point ``alphas``
+    (0 = baseline, 1 = input) the target's probability and the mean |gradient| over the input; the output gap
+    F(x) - F(baseline); ``relative_delta`` = |convergence delta| / (|gap| + 1e-3); the fewest steps that were
+    enough, when searched."""
+
+    sample_id: int
+    label_index: int
+    explainer: str
+    alphas: np.ndarray
+    probabilities: np.ndarray
+    gradients: np.ndarray
+    output_gap: Optional[float] = None
+    relative_delta: Optional[float] = None
+    steps_needed: Optional[int] = None
+
+
+@dataclass
+class CurveRecord:
+    """The perturbation curve behind one score: the target's probability at every step of the benchmark."""
+
+    explainer: str
+    metric: str
+    sample_id: int
+    label_index: int
+    values: np.ndarray
+
+
+@dataclass
 class FailureRecord:
     """An error on a sample (``sample_id`` None: on the run) that was recorded instead of stopping the run."""
 
@@ -105,4 +134,6 @@ class Batch:
     probabilities: list[ProbabilityRecord] = field(default_factory=list)
     saliency: list[SaliencyRecord] = field(default_factory=list)
     scores: list[ScoreRecord] = field(default_factory=list)
+    paths: list[PathRecord] = field(default_factory=list)
+    curves: list[CurveRecord] = field(default_factory=list)
     failures: list[FailureRecord] = field(default_factory=list)

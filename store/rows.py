@@ -163,3 +163,28 @@ def score_rows(batch: Batch, explainer_id: Callable[[str], int], metric_id: Call
     return [{"explainer_id": explainer_id(s.explainer), "metric_id": metric_id(s.metric), "sample_id": s.sample_id,
              "label_index": s.label_index, "value": finite_or_none(s.value), "seconds": finite_or_none(s.seconds)}
             for s in batch.scores]
+
+
+def path_rows(batch: Batch, explainer_id: Callable[[str], int]) -> list[Row]:
+    """The ``ig_paths`` rows: the three path vectors of each record, checked to have one value per alpha."""
+    rows = []
+    for p in batch.paths:
+        alphas = np.asarray(p.alphas, dtype=np.float32).reshape(-1)
+        vectors = [np.asarray(v, dtype=np.float32).reshape(-1) for v in (p.probabilities, p.gradients)]
+        if any(v.shape != alphas.shape for v in vectors):
+            raise ValueError(f"path of sample {p.sample_id}, label {p.label_index}: {alphas.size} alphas but "
+                             f"{vectors[0].size} probabilities and {vectors[1].size} gradients")
+        rows.append({"sample_id": p.sample_id, "label_index": p.label_index, "explainer_id": explainer_id(p.explainer),
+                     "steps": int(alphas.size), "output_gap": finite_or_none(p.output_gap),
+                     "relative_delta": finite_or_none(p.relative_delta),
+                     "steps_needed": None if p.steps_needed is None else int(p.steps_needed),
+                     "encoding": arrays.VECTOR_ENCODING, "alphas": arrays.encode_vector(alphas),
+                     "probabilities": arrays.encode_vector(vectors[0]), "gradients": arrays.encode_vector(vectors[1])})
+    return rows
+
+
+def curve_rows(batch: Batch, explainer_id: Callable[[str], int], metric_id: Callable[[str], int]) -> list[Row]:
+    return [{"explainer_id": explainer_id(c.explainer), "metric_id": metric_id(c.metric), "sample_id": c.sample_id,
+             "label_index": c.label_index, "encoding": arrays.VECTOR_ENCODING,
+             "values": arrays.encode_vector(np.asarray(c.values, dtype=np.float32).reshape(-1))}
+            for c in batch.curves]

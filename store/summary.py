@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from . import arrays, codec
 from .columns import ColumnQueries
+from .diagnostics import DiagnosticQueries
 from .database import open_readonly, writable_engine, db_path, current_revision, check_revision
 from .errors import NotASummaryError, QueryError
 from .models import (
@@ -53,7 +54,7 @@ from .views import (
 __all__ = ["QueryError", "SORT_KEYS", "Summary", "iso"]
 
 
-class Summary(SampleQueries, ScoreQueries, ColumnQueries):
+class Summary(SampleQueries, ScoreQueries, ColumnQueries, DiagnosticQueries):
     """An opened summary directory. Read-only by default; cheap to keep open (one small connection pool)."""
 
     def __init__(self, path: Path, engine: Engine, revision: str) -> None:

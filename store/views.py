@@ -117,3 +117,27 @@ class FailureView:
     message: str
     traceback: Optional[str]
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class PathView:
+    """Integrated Gradients' path of one pair: per alpha the target's probability and the mean |gradient|."""
+
+    explainer: str
+    steps: int
+    alphas: Any
+    probabilities: Any
+    gradients: Any
+    output_gap: Optional[float]
+    relative_delta: Optional[float]
+    steps_needed: Optional[int]
+
+
+@dataclass(frozen=True)
+class CurveView:
+    """A perturbation curve (the target's probability per step) and the score stored for it."""
+
+    explainer: str
+    metric: str
+    values: Any
+    score: Optional[float]

@@ -20,9 +20,11 @@ from .errors import SummaryError
 from .models import (
     RUN_STATUSES,
     Box,
+    Curve,
     Explainer,
     Failure,
     GroundTruth,
+    IntegratedGradientsPath,
     Label,
     Mask,
     Metric,
@@ -191,6 +193,8 @@ class SummaryWriter:
         sample_rows, truth_rows, box_rows, mask_rows = rows.sample_rows(batch, maxima, self.lossy_images)
         saliency_rows = rows.saliency_rows(batch, self._explainer_id, self.map_bits)
         score_rows = rows.score_rows(batch, self._explainer_id, self._metric_id)
+        path_rows = rows.path_rows(batch, self._explainer_id)
+        curve_rows = rows.curve_rows(batch, self._explainer_id, self._metric_id)
         with Session(self.engine) as session, session.begin():
             for model, values in (
                 (Sample, sample_rows),
@@ -201,6 +205,8 @@ class SummaryWriter:
                 (Probabilities, probability_rows),
                 (Saliency, saliency_rows),
                 (Score, score_rows),
+                (IntegratedGradientsPath, path_rows),
+                (Curve, curve_rows),
                 (Failure, [self._failure_row(f) for f in batch.failures]),
             ):
                 if values:

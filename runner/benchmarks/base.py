@@ -92,6 +92,21 @@ class Benchmark:
         Returns:
             N float32 scores on the CPU; NaN where the score is undefined for that pair.
         """
+        return self.evaluate_with_curves(network, inputs, targets, saliency, masks, explainer, activation_fn)[0]
+
+    def evaluate_with_curves(
+        self,
+        network: torch.nn.Module,
+        inputs: Tensor,
+        targets: Tensor,
+        saliency: Tensor,
+        masks: Optional[Tensor] = None,
+        explainer: Any = None,
+        activation_fn: Union[ActivationFn, str, None] = None,
+    ) -> tuple[Tensor, Optional[Tensor]]:
+        """:meth:`evaluate`, plus the curve each score summarises (N x points target probabilities on the CPU, NaN
+        rows where the score is NaN) for benchmarks that have one (Insertion, Deletion, NaiveFaithfulness); None
+        for the others. The curves come from the same passes as the scores."""
         if not isinstance(network, torch.nn.Module):
             raise TypeError(f"{self.name}: network must be a torch.nn.Module, got {type(network).__name__}")
         device = model_device(network, inputs)
@@ -108,10 +123,25 @@ class Benchmark:
             raise TypeError(f"{self.name}: explainer must have an explain(inputs, targets) method")
         activation = resolve_activation(activation_fn)
         if inputs.shape[0] == 0:
-            return torch.empty(0, dtype=torch.float32)
+            return torch.empty(0, dtype=torch.float32), None
         with eval_mode(network):
-            scores = self._evaluate(network, inputs, targets, saliency, masks, explainer, activation)
-        return scores.detach().to(device="cpu", dtype=torch.float32)
+            scores, curves = self._evaluate_with_curves(network, inputs, targets, saliency, masks, explainer,
+                                                        activation)
+        return (scores.detach().to(device="cpu", dtype=torch.float32),
+                None if curves is None else curves.detach().to(device="cpu", dtype=torch.float32))
+
+    def _evaluate_with_curves(
+        self,
+        network: torch.nn.Module,
+        inputs: Tensor,
+        targets: Tensor,
+        saliency: Tensor,
+        masks: Optional[Tensor],
+        explainer: Any,
+        activation: ActivationFn,
+    ) -> tuple[Tensor, Optional[Tensor]]:
+        """Scores and curves on validated tensors; benchmarks without curves return None beside their scores."""
+        return self._evaluate(network, inputs, targets, saliency, masks, explainer, activation), None
 
     def _evaluate(
         self,

@@ -219,21 +219,40 @@ class Faithfulness(Benchmark):
         explainer: Any,
         activation: ActivationFn,
     ) -> Tensor:
+        return self._evaluate_with_curves(network, inputs, targets, saliency, masks, explainer, activation)[0]
+
+    def _evaluate_with_curves(
+        self,
+        network: torch.nn.Module,
+        inputs: Tensor,
+        targets: Tensor,
+        saliency: Tensor,
+        masks: Optional[Tensor],
+        explainer: Any,
+        activation: ActivationFn,
+    ) -> tuple[Tensor, Optional[Tensor]]:
+        """Scores and curves: Insertion/Deletion the ``steps + 1`` probabilities they integrate; NaiveFaithfulness
+        the probability of the image (point 0), then of the image with each band replaced."""
+        n, _, height, width = inputs.shape
+        points = min(self.steps, height * width) + 1 if self.name == "NaiveFaithfulness" else self.steps + 1
+        scores = torch.full((n,), math.nan, dtype=torch.float64, device=inputs.device)
+        curves = torch.full((n, points), math.nan, dtype=torch.float32, device=inputs.device)
         valid = finite_rows(saliency)
-        if not bool(valid.all()):
-            scores = torch.full((inputs.shape[0],), math.nan, dtype=torch.float64, device=inputs.device)
-            if bool(valid.any()):
-                scores[valid] = self._evaluate(
-                    network, inputs[valid], targets[valid], saliency[valid], None, explainer, activation
-                )
-            return scores
-        if self.name == "NaiveFaithfulness":
-            return self._naive(network, inputs, targets, saliency, activation)
-        return trapezoid_auc(self._curves(network, inputs, targets, saliency, activation))
+        if bool(valid.any()):
+            if self.name == "NaiveFaithfulness":
+                chosen_scores, chosen_curves = self._naive(
+                    network, inputs[valid], targets[valid], saliency[valid], activation)
+            else:
+                chosen_curves = self._curves(network, inputs[valid], targets[valid], saliency[valid], activation)
+                chosen_scores = trapezoid_auc(chosen_curves)
+            scores[valid] = chosen_scores.to(scores.dtype)
+            curves[valid] = chosen_curves.to(curves.dtype)
+        return scores, curves
 
     def _naive(
         self, network: torch.nn.Module, inputs: Tensor, targets: Tensor, saliency: Tensor, activation: ActivationFn
-    ) -> Tensor:
+    ) -> tuple[Tensor, Tensor]:
+        """The correlations and the probabilities they come from (the image's, then each band's)."""
         n, _, height, width = inputs.shape
         device = inputs.device
         pixels = height * width
@@ -257,4 +276,4 @@ class Faithfulness(Benchmark):
         band_of = torch.bucketize(torch.arange(pixels, device=device), bounds[1:], right=True)
         band_sum = torch.zeros(n, bands, dtype=torch.float64, device=device).index_add_(1, band_of, ordered)
         band_mean = band_sum / (bounds[1:] - bounds[:-1]).double()
-        return pearson(band_mean, drop)
+        return pearson(band_mean, drop), probabilities
