@@ -161,6 +161,8 @@ def index() -> Response:
         "/api/v1/summaries/<id>/scores?format=json|csv&weights=&download=",
         "/api/v1/summaries/<id>/figures/<name>?explainer=&metric=&sort=&order=&offset=&limit=",
         "/api/v1/summaries/<id>/confusion?limit=",
+        "/api/v1/summaries/<id>/diagnostics/<sample_id>/<label_index>",
+        "/api/v1/summaries/<id>/path-images/<sample_id>/<explainer>?alpha=&size=",
         "/api/v1/compare?ids=&metric=&explainer=",
         "/api/v1/colormaps/<name>",
     ])

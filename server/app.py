@@ -13,6 +13,7 @@ from xaiboard import __version__
 
 from . import compression, security
 from .api import api
+from .diagnostics_api import diagnostics_api
 from .pages import pages, plotly_url
 from .registry import Registry
 from .cache import LruCache
@@ -80,5 +81,6 @@ def create_app(
         return response
 
     app.register_blueprint(api)
+    app.register_blueprint(diagnostics_api)
     app.register_blueprint(pages)
     return app

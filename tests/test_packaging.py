@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from xaiboard.store import head_revision
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -88,4 +90,4 @@ def test_installed_wheel_creates_and_reads_summaries(wheel, tmp_path):
         cwd=tmp_path,
         PYTHONPATH=str(target),
     )
-    assert output.split() == ["0003", "complete"]
+    assert output.split() == [head_revision(), "complete"]
