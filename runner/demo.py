@@ -92,7 +92,8 @@ def describe_accuracy(network: nn.Module, data: DemoData, activation: str) -> st
 
 
 def demo_explainers(network: nn.Module, activation: str, seed: int) -> list[Any]:
-    """Every explainer, with parameters sized for 32x32 images and a small CNN."""
+    """Every explainer, with parameters sized for 32x32 images and a small CNN; Integrated Gradients twice, from a
+    black (zero) and a white baseline, so the browser can compare them, the first also finding its steps needed."""
     layer = SmallCNN.gradcam_layer
     return [
         Gradient(network),
@@ -100,7 +101,8 @@ def demo_explainers(network: nn.Module, activation: str, seed: int) -> list[Any]
         Deconvolution(network),
         GradCAM(network, layer),
         GuidedGradCAM(network, layer),
-        IntegratedGradients(network, n_steps=16),
+        IntegratedGradients(network, n_steps=16, search_steps=128),
+        IntegratedGradients(network, n_steps=16, baseline="white", name="IntegratedGradients[white]"),
         DeepLift(network),
         InputXGradient(network),
         SmoothGrad(network, n_samples=8, stdev=0.3 if activation == "softmax" else 0.1, seed=seed),

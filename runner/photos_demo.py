@@ -23,11 +23,13 @@ BENCHMARK_SAMPLES = 6
 
 
 def photo_explainers(network: nn.Module, seed: int = 0) -> list[Any]:
-    """The demo's six explainers, each with its input-scaled default cost."""
+    """The demo's explainers, each with its input-scaled default cost; Integrated Gradients from the zero input (the
+    mean colour) and from a blurred copy, to compare baselines."""
     return [
         GradCAM(network, EfficientNetLite0.gradcam_layer),
         Gradient(network),
         IntegratedGradients(network),
+        IntegratedGradients(network, baseline="blur", name="IntegratedGradients[blur]"),
         SmoothGrad(network, n_samples=16, seed=seed),
         Occlusion(network),
         RISE(network, seed=seed),

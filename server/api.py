@@ -154,7 +154,7 @@ def index() -> Response:
     return jsonify(endpoints=[
         "/api/v1/summaries?q=&offset=&limit=",
         "/api/v1/summaries/<id>",
-        "/api/v1/summaries/<id>/samples?labels=&types=&truth=&explainers=&sort=&offset=&limit=",
+        "/api/v1/summaries/<id>/samples?labels=&types=&truth=&unconverged=&explainers=&sort=&offset=&limit=",
         "/api/v1/summaries/<id>/samples/<sample_id>",
         "/api/v1/summaries/<id>/images/<sample_id>?size=",
         "/api/v1/summaries/<id>/saliency/<sample_id>/<label_index>/<explainer>?overlay=&alpha=&cmap=&sign=&size=",
@@ -236,8 +236,9 @@ def list_samples(summary_id: str) -> Response:
         sort = request.args.get("sort", "id").strip() or "id"
         offset = params.integer(request.args, "offset", 0, MAX_OFFSET)
         limit = params.integer(request.args, "limit", 20, MAX_PAGE)
+        unconverged = params.flag(request.args, "unconverged")
         index = summary.sample_index()
-        total, ids = index.query(labels, types, sort, offset, limit, truth)
+        total, ids = index.query(labels, types, sort, offset, limit, truth, unconverged)
         token = entry.token
         # A sample's JSON is the same in every page it appears in (for one version of the file and one choice
         # of explainers), so pages re-use it: paging, re-sorting and polling only assemble text.

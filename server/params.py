@@ -19,6 +19,16 @@ def integer(args: Mapping[str, str], name: str, default: int, maximum: int | Non
     return min(value, maximum) if maximum is not None else value
 
 
+def flag(args: Mapping[str, str], name: str) -> bool:
+    """A yes/no parameter: absent, empty, 0 or false is no; 1 or true is yes; anything else a 400."""
+    value = args.get(name, "").strip().lower()
+    if value in ("", "0", "false"):
+        return False
+    if value in ("1", "true"):
+        return True
+    raise ApiError(400, f"{name} must be 1 or 0, got {value[:20]!r}")
+
+
 def items(args: Mapping[str, str], name: str) -> list[str]:
     """A comma-separated list parameter, without empty items or duplicates, in the given order."""
     text = args.get(name, "")

@@ -18,7 +18,7 @@ from .predictions import merge, vectors_of
 from .sample_index import SampleIndex
 from .views import BoxView, SamplePage, SampleView
 
-SORT_KEYS = ("prob", "uncertainty", "name", "id")
+SORT_KEYS = ("prob", "uncertainty", "name", "id", "delta")
 
 
 class SampleQueries:
@@ -40,17 +40,21 @@ class SampleQueries:
         offset: int = 0,
         limit: int = 50,
         truth: Sequence[int] | None = None,
+        unconverged: bool = False,
     ) -> SamplePage:
         """A page of samples whose explained labels match the filters, sorted.
 
         A sample matches when one of its explained labels is in ``labels`` (if given) with a type in ``types`` (if
-        given), and its ground truth holds one of ``truth`` (if given). Sort keys: ``prob``, ``uncertainty`` (the
-        highest over the matching labels), ``name``, ``id`` and ``score:<explainer>:<metric>`` (the highest score
-        over the matching labels; samples without one come last); a leading ``-`` sorts descending. Each sample
-        lists its explained labels by probability, highest first.
+        given), and its ground truth holds one of ``truth`` (if given); ``unconverged`` keeps only samples with a
+        matching label whose Integrated Gradients' relative delta exceeds its explainer's tolerance. Sort keys:
+        ``prob``, ``uncertainty`` (the highest over the matching labels), ``name``, ``id``, ``delta`` (the worst
+        relative convergence delta over the matching labels and Integrated Gradients explainers) and
+        ``score:<explainer>:<metric>`` (the highest score over the matching labels); samples without a value
+        come last; a leading ``-`` sorts descending. Each sample lists its explained labels by probability,
+        highest first.
         """
         return self.sample_index().page(list(labels or []), list(types or []), sort, offset, limit,
-                                        list(truth or []))
+                                        list(truth or []), unconverged)
 
     def sample_index(self) -> SampleIndex:
         """The index that answers :meth:`samples` for the database as it is now: built on first use and again

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 ORDERS_KEPT = 32
 _versions = itertools.count()
-SORT_HELP = "use prob, uncertainty, name, id or score:<explainer>:<metric>, with a leading - for descending"
+SORT_HELP = ("use prob, uncertainty, name, id, delta (Integrated Gradients' relative convergence delta) or "
+             "score:<explainer>:<metric>, with a leading - for descending")
 
 
 def _group_max(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -65,6 +66,7 @@ class SampleIndex:
         self.boxes = summary.box_columns()
         self.label_names = summary.label_names()
         self._scores: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+        self._deltas: dict[str, np.ndarray] | None = None
         # The ordered ids of the last filters and sorts: paging through one view re-uses its order.
         self._orders: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
@@ -77,6 +79,22 @@ class SampleIndex:
             self._scores[key] = scores
         return self._scores[key]
 
+    def _delta(self) -> dict[str, np.ndarray]:
+        if self._deltas is None:
+            deltas = self.summary.delta_columns()
+            deltas["pair"] = deltas["sample_id"] * self.pair_base + deltas["label_index"]
+            self._deltas = deltas
+        return self._deltas
+
+    def _matching(self, pairs: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+        """Which (sample, label) ``pairs`` are explained predictions kept by the filter ``mask`` (all explained
+        ones when None): both columns are ordered by (sample, label), so a binary search finds each."""
+        if not len(self.p_pair):
+            return np.zeros(pairs.shape, dtype=bool)
+        position = np.clip(np.searchsorted(self.p_pair, pairs), 0, len(self.p_pair) - 1)
+        found = self.p_pair[position] == pairs
+        return found & mask[position] if mask is not None else found
+
     def _key_of(self, ids: np.ndarray, per_sample: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         """Values for ``ids`` from (sorted sample ids, value) pairs; NaN for samples without one."""
         keys, values = per_sample
@@ -86,7 +104,7 @@ class SampleIndex:
         return np.where(found, values[position] if len(keys) else np.nan, np.nan)
 
     def query(self, labels: Sequence[int], types: Sequence[str], sort: str, offset: int, limit: int,
-              truth: Sequence[int] = ()) -> tuple[int, list[int]]:
+              truth: Sequence[int] = (), unconverged: bool = False) -> tuple[int, list[int]]:
         """(total, ids of the page) for the arguments of :meth:`Summary.samples`."""
         known = self.label_names
         for label in [*labels, *truth]:
@@ -97,13 +115,14 @@ class SampleIndex:
                 raise QueryError(f"unknown prediction type {kind!r} (types are {', '.join(PREDICTION_TYPES)})")
         if offset < 0 or limit < 0:
             raise QueryError("offset and limit must not be negative")
-        key = (tuple(sorted(set(labels))), tuple(sorted(set(types))), sort, tuple(sorted(set(truth))))
+        key = (tuple(sorted(set(labels))), tuple(sorted(set(types))), sort, tuple(sorted(set(truth))),
+               bool(unconverged))
         with self._lock:
             ordered_ids = self._orders.get(key)
             if ordered_ids is not None:
                 self._orders.move_to_end(key)
         if ordered_ids is None:
-            ordered_ids = self._order(list(key[0]), list(key[1]), sort)
+            ordered_ids = self._order(list(key[0]), list(key[1]), sort, bool(unconverged))
             if truth:
                 ordered_ids = ordered_ids[np.isin(ordered_ids, self._with_truth(key[3]))]
             with self._lock:
@@ -119,8 +138,9 @@ class SampleIndex:
         flagged = self.p_sample[self.p_truth & _member(self.p_label, truth)]
         return np.union1d(from_rows, flagged)
 
-    def _order(self, labels: list[int], types: list[str], sort: str) -> np.ndarray:
-        """Every matching sample id in display order."""
+    def _order(self, labels: list[int], types: list[str], sort: str, unconverged: bool = False) -> np.ndarray:
+        """Every matching sample id in display order; ``unconverged``: only samples with a matching pair whose
+        Integrated Gradients missed its explainer's tolerance."""
         descending = sort.startswith("-")
         name = sort[1:] if descending else sort
         filtered = bool(labels or types)
@@ -134,7 +154,13 @@ class SampleIndex:
             candidates, probs = _group_max(matched, self.p_prob[mask])
             _, sds = _group_max(matched, self.p_sd[mask])
         else:
+            mask = None
             candidates, probs, sds = self.ids, self.max_prob, self.max_sd
+        if unconverged:
+            deltas = self._delta()
+            over = deltas["over"] & self._matching(deltas["pair"], mask)
+            keep = np.isin(candidates, deltas["sample_id"][over])
+            candidates, probs, sds = candidates[keep], probs[keep], sds[keep]
 
         if name == "prob":
             key = probs
@@ -144,15 +170,14 @@ class SampleIndex:
             key = candidates.astype(np.float64)
         elif name == "name":
             key = self.name_rank[np.searchsorted(self.ids, candidates)].astype(np.float64)
-        elif name.startswith("score:") and name.count(":") == 2:
-            _, explainer, metric = name.split(":")
-            scores = self._score(explainer, metric)
-            keep = np.ones(scores["sample_id"].shape, dtype=bool)
-            if filtered:  # the scores of matching predictions: both columns are ordered by (sample, label)
-                pairs = scores["pair"]
-                position = np.clip(np.searchsorted(self.p_pair, pairs), 0, max(len(self.p_pair) - 1, 0))
-                keep = (self.p_pair[position] == pairs) & mask[position] if len(self.p_pair) else keep & False
-            key = self._key_of(candidates, _group_max(scores["sample_id"][keep], scores["value"][keep]))
+        elif name == "delta" or (name.startswith("score:") and name.count(":") == 2):
+            if name == "delta":  # the worst relative delta over the matching pairs and Integrated Gradients
+                values = self._delta()
+            else:
+                _, explainer, metric = name.split(":")
+                values = self._score(explainer, metric)
+            keep = self._matching(values["pair"], mask) if filtered else np.ones(values["pair"].shape, dtype=bool)
+            key = self._key_of(candidates, _group_max(values["sample_id"][keep], values["value"][keep]))
         else:
             raise QueryError(f"unknown sort key {sort!r} ({SORT_HELP})")
         missing = np.isnan(key)
@@ -160,9 +185,9 @@ class SampleIndex:
         return candidates[np.lexsort((candidates, ordered, missing))]
 
     def page(self, labels: Sequence[int], types: Sequence[str], sort: str, offset: int, limit: int,
-             truth: Sequence[int] = ()) -> SamplePage:
+             truth: Sequence[int] = (), unconverged: bool = False) -> SamplePage:
         """The page :meth:`Summary.samples` returns."""
-        total, ids = self.query(list(labels), list(types), sort, offset, limit, list(truth))
+        total, ids = self.query(list(labels), list(types), sort, offset, limit, list(truth), unconverged)
         return SamplePage(total, self.views(ids))
 
     def views(self, ids: Sequence[int]) -> list[SampleView]:

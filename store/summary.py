@@ -140,6 +140,7 @@ class Summary(SampleQueries, ScoreQueries, ColumnQueries, DiagnosticQueries):
                 "num_saliency_maps": count(Saliency),
                 "num_scores": count(Score),
                 "num_failures": count(Failure),
+                **self.diagnostic_counts(session),
             }
 
     def num_samples(self) -> int:

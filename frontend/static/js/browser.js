@@ -3,7 +3,7 @@
 // or sharing the link shows the same thing.
 import { TYPES, el, fill, getJSON, list, plural, readQuery, requestSize, showError, sized, summaryHeader, swatch,
   typeLegend, writeQuery } from "./util.js";
-import { CMAPS, SIGNS, displayControls, explainerFilter, field, sortControl, typeFilter } from "./controls.js";
+import { CMAPS, SIGNS, convergenceFilter, displayControls, explainerFilter, field, sortControl, typeFilter } from "./controls.js";
 import { GRID_PX, labelButton, mapImage, nativeSize } from "./cells.js";
 import { LABEL_SORTS, labelFilter } from "./label_filter.js";
 import { createZoom } from "./zoom.js";
@@ -12,7 +12,7 @@ const SUMMARY = document.body.dataset.summary;
 const API = `/api/v1/summaries/${SUMMARY}`;
 const POLL_MS = 5000;
 const PAGE_SIZES = [10, 20, 50, 100, 200];
-const DEFAULTS = { labels: [], types: [], truth: [], explainers: null, sort: "-prob", offset: 0, limit: 20, overlay: "1",
+const DEFAULTS = { labels: [], types: [], truth: [], explainers: null, sort: "-prob", unconverged: "0", offset: 0, limit: 20, overlay: "1",
   alpha: "0.5", cmap: "inferno", sign: "absolute", rl: [], zoom: null, zl: null, lsort: "count", lall: "0" };
 
 const head = document.getElementById("head");
@@ -43,6 +43,7 @@ function readState() {
     truth: indexes(q.truth),
     explainers: explainers && explainers.length ? explainers : null,
     sort: q.sort || DEFAULTS.sort,
+    unconverged: q.unconverged === "1" ? "1" : "0",
     offset: int(q.offset, 0),
     limit: PAGE_SIZES.includes(int(q.limit, 0)) ? int(q.limit, 0) : DEFAULTS.limit,
     overlay: q.overlay === "0" ? "0" : "1",
@@ -120,6 +121,7 @@ function renderControls() {
       field("Labels", filter.node),
       field("Prediction types", typeFilter(state, () => { view.types = state.types; filtersChanged(); })),
       field("Sort by", sortControl(detail, state, filtersChanged)),
+      detail.counts.num_ig_paths ? field("Integrated Gradients", convergenceFilter(state, filtersChanged)) : null,
       field("Explainers", explainerFilter(detail, state, () => reload(true)))),
     activeFilters(),
     el("div", { class: "control-row" }, ...displayControls(state, display),
@@ -183,10 +185,10 @@ function pager() {
 function renderResults() {
   const explainers = selectedExplainers();
   if (!page.samples.length) {
-    const filtered = state.labels.length || state.types.length || state.truth.length;
+    const filtered = state.labels.length || state.types.length || state.truth.length || state.unconverged === "1";
     fill(results, el("div", { class: "card empty" },
       el("p", {}, filtered ? "No sample matches these filters." : detail.status === "running" ? "No sample written yet; this page updates as the run goes on." : "This summary has no samples."),
-      filtered ? el("p", { class: "muted" }, "Clear the label, type or ground truth filter to see every sample.") : null));
+      filtered ? el("p", { class: "muted" }, state.unconverged === "1" ? "Every Integrated Gradients map of the matching samples converged." : "Clear the label, type or ground truth filter to see every sample.") : null));
     return;
   }
   const table = el("table", { class: "table samples" },
@@ -214,6 +216,7 @@ async function reload(push = false) {
   if (state.labels.length) query.set("labels", state.labels.join(","));
   if (state.types.length) query.set("types", state.types.join(","));
   if (state.truth.length) query.set("truth", state.truth.join(","));
+  if (state.unconverged === "1") query.set("unconverged", "1");
   results.classList.add("loading");
   try {
     page = await getJSON(`${API}/samples?${query}`, { signal: loadController.signal });

@@ -49,6 +49,7 @@ export function explainerFilter(detail, state, onChange) {
 function sortOptions(detail) {
   const options = [["prob", "probability"], ["name", "name"], ["id", "dataset index"]];
   if (detail.uncertainty) options.splice(1, 0, ["uncertainty", "uncertainty (sd)"]);
+  if (detail.counts && detail.counts.num_ig_paths) options.push(["delta", "IG convergence delta (worst of the labels)"]);
   for (const explainer of detail.explainers) {
     for (const metric of detail.metrics) options.push([`score:${explainer.name}:${metric.name}`, `${metric.name} of ${explainer.name}`]);
   }
@@ -74,6 +75,15 @@ export function sortControl(detail, state, onChange) {
       onChange();
     } }, descending ? "↓" : "↑");
   return el("div", { class: "inline" }, select, direction);
+}
+
+/** Only the samples whose Integrated Gradients did not converge (relative delta over the explainer's tolerance). */
+export function convergenceFilter(state, onChange) {
+  return el("div", { class: "toggle-group" }, el("label", { class: "toggle", title: "only samples with a label whose Integrated Gradients map does not sum to F(x) − F(baseline) within the explainer's tolerance" },
+    el("input", { type: "checkbox", id: "unconverged", checked: state.unconverged === "1", onchange: (event) => {
+      state.unconverged = event.target.checked ? "1" : "0";
+      onChange();
+    } }), el("span", {}, "not converged")));
 }
 
 /** Overlay, opacity, colormap and sign; onChange() after any of them changed (the opacity slider debounced). */
