@@ -36,6 +36,7 @@ from .explainers import (  # noqa: E402
     InputXGradient,
     IntegratedGradients,
     Occlusion,
+    RandomMap,
     SmoothGrad,
 )
 from .models import SmallCNN, train_classifier  # noqa: E402
@@ -93,7 +94,8 @@ def describe_accuracy(network: nn.Module, data: DemoData, activation: str) -> st
 
 def demo_explainers(network: nn.Module, activation: str, seed: int) -> list[Any]:
     """Every explainer, with parameters sized for 32x32 images and a small CNN; Integrated Gradients twice, from a
-    black (zero) and a white baseline, so the browser can compare them, the first also finding its steps needed."""
+    black (zero) and a white baseline, so the browser can compare them, the first also finding its steps needed;
+    and a random map, the chance level every method should beat."""
     layer = SmallCNN.gradcam_layer
     return [
         Gradient(network),
@@ -108,6 +110,7 @@ def demo_explainers(network: nn.Module, activation: str, seed: int) -> list[Any]
         SmoothGrad(network, n_samples=8, stdev=0.3 if activation == "softmax" else 0.1, seed=seed),
         Occlusion(network, window=8, stride=6),
         RISE(network, n_masks=128, grid=4, activation=activation, seed=seed),
+        RandomMap(network, seed=seed),
     ]
 
 

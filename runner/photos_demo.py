@@ -14,7 +14,7 @@ from typing import Any, Optional
 from torch import nn
 
 from .efficientnet import MEAN, STD, EfficientNetLite0, load_pretrained
-from .explainers import RISE, GradCAM, Gradient, IntegratedGradients, Occlusion, SmoothGrad
+from .explainers import RISE, GradCAM, Gradient, IntegratedGradients, Occlusion, RandomMap, SmoothGrad
 from .photos import photos
 from .runner import ImageClassificationRunner
 
@@ -24,7 +24,7 @@ BENCHMARK_SAMPLES = 6
 
 def photo_explainers(network: nn.Module, seed: int = 0) -> list[Any]:
     """The demo's explainers, each with its input-scaled default cost; Integrated Gradients from the zero input (the
-    mean colour) and from a blurred copy, to compare baselines."""
+    mean colour) and from a blurred copy, to compare baselines; a random map as the chance level."""
     return [
         GradCAM(network, EfficientNetLite0.gradcam_layer),
         Gradient(network),
@@ -33,6 +33,7 @@ def photo_explainers(network: nn.Module, seed: int = 0) -> list[Any]:
         SmoothGrad(network, n_samples=16, seed=seed),
         Occlusion(network),
         RISE(network, seed=seed),
+        RandomMap(network, seed=seed),
     ]
 
 

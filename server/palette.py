@@ -18,6 +18,7 @@ BUILT_IN = {
     "GuidedGradCAM": "#f59f00",
     "Occlusion": "#495057",
     "RISE": "#a61e4d",
+    "Random": "#adb5bd",
 }
 OTHERS = ["#0b7285", "#862e9c", "#e8590c", "#364fc7", "#087f5b", "#c2255c", "#5f3dc4", "#74b816", "#1864ab",
           "#d9480f", "#343a40", "#9c36b5"]

@@ -14,7 +14,7 @@ from xaiboard.runner.models import SmallCNN, train_classifier
 from xaiboard.store import Summary
 
 EXPLAINERS = ["Gradient", "GuidedBackprop", "Deconvolution", "GradCAM", "GuidedGradCAM", "IntegratedGradients",
-              "IntegratedGradients[white]", "DeepLift", "InputXGradient", "SmoothGrad", "Occlusion", "RISE"]
+              "IntegratedGradients[white]", "DeepLift", "InputXGradient", "SmoothGrad", "Occlusion", "RISE", "Random"]
 METRICS = ["InsertionAUC", "DeletionAUC", "NaiveFaithfulness", "PointingGame", "IoSR", "Robustness",
            "ClassSensitivity", "Sparseness", "Randomization"]
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from xaiboard.runner import ImageClassificationRunner
 from xaiboard.runner.benchmarks import Faithfulness
-from xaiboard.runner.explainers import Gradient, IntegratedGradients
+from xaiboard.runner.explainers import Gradient, IntegratedGradients, RandomMap
 from xaiboard.runner.explainers.baselines import make_baseline
 from xaiboard.runner.explainers.ig_path import PathRecorder
 
@@ -184,8 +184,27 @@ def test_a_run_stores_the_paths_and_curves_and_the_stored_curve_integrates_to_th
             auc = np.trapezoid(curve.values.astype(np.float64), dx=1 / (points - 1))
             assert auc == pytest.approx(curve.score, abs=1e-6)
         pairs = [(i, p.label_index) for i in range(len(items)) for p in summary.predictions(i, explained_only=True)]
-        deltas = summary.relative_deltas()
-        assert sorted({d[:2] for d in deltas}) == sorted(pairs) and len(deltas) == 2 * len(pairs)
-        assert all(d[3] is not None and d[3] < 1e-3 for d in deltas)
+        deltas = summary.delta_columns()
+        assert sorted(set(zip(deltas["sample_id"].tolist(), deltas["label_index"].tolist()))) == sorted(pairs)
+        assert len(deltas["value"]) == 2 * len(pairs) and bool((deltas["value"] < 1e-3).all())
+        assert not deltas["over"].any()
     finally:
         summary.close()
+
+
+def test_a_random_map_is_the_same_in_any_batch_and_loses_to_a_faithful_map():
+    net = linear_net()
+    inputs = torch.rand(6, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(3))
+    targets = torch.tensor([0, 1, 2, 0, 1, 2])
+    reference = RandomMap(net, seed=1)
+    maps = reference.explain(inputs, targets)
+    assert torch.equal(RandomMap(net, seed=1, batch_size=2).explain(inputs[3:], targets[3:]), maps[3:])
+    assert not torch.equal(RandomMap(net, seed=2).explain(inputs, targets), maps)
+    assert float(maps.min()) >= 0 and float(maps.max()) < 1 and reference.passes((3, SIZE, SIZE)).forward == 0
+    # input x weight ranks each pixel by its true effect on the target logit of a linear model
+    weight = net[1].weight.detach()[targets].view(6, 3, SIZE, SIZE)
+    faithful = (inputs * weight).sum(dim=1)
+    insertion = Faithfulness("InsertionAUC", steps=16, baseline="zero")
+    deletion = Faithfulness("DeletionAUC", steps=16)
+    assert bool((insertion.evaluate(net, inputs, targets, faithful) > insertion.evaluate(net, inputs, targets, maps)).all())
+    assert bool((deletion.evaluate(net, inputs, targets, faithful) < deletion.evaluate(net, inputs, targets, maps)).all())

@@ -105,7 +105,8 @@ def test_a_run_writes_every_map_prediction_and_score(tmp_path):
     with_mask = [i for i in range(10) if i % 2 == 0 or i % 5 == 1]  # a box or a mask for the ground truth
     counts = summary.counts()
     assert counts == {"num_samples": 10, "num_predictions": 10 * 4, "num_saliency_maps": pairs * 3,
-                      "num_scores": pairs * 3 + len(with_mask) * 3, "num_failures": 0}
+                      "num_scores": pairs * 3 + len(with_mask) * 3, "num_failures": 0,
+                      "num_ig_paths": pairs, "num_curves": 0}  # one IntegratedGradients, no curve benchmark
     with torch.no_grad():
         top = net(torch.stack([item["image"] for item in items])).argmax(1).tolist()
     for sample_id, labels in expected.items():

@@ -16,10 +16,11 @@ from .guided_gradcam import GuidedGradCAM
 from .input_x_gradient import InputXGradient
 from .integrated_gradients import IntegratedGradients
 from .occlusion import Occlusion
+from .random_map import RandomMap
 from .rise import RISE
 from .smoothgrad import SmoothGrad
 
 __all__ = [
     "Deconvolution", "DeepLift", "Explainer", "GradCAM", "Gradient", "GuidedBackprop", "GuidedGradCAM",
-    "InputXGradient", "IntegratedGradients", "Occlusion", "RISE", "SmoothGrad", "resolve_layer", "to_input_size",
+    "InputXGradient", "IntegratedGradients", "Occlusion", "RISE", "RandomMap", "SmoothGrad", "resolve_layer", "to_input_size",
 ]
