@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/server_latency.py
 	$(BIN)/python bench/store_size.py
 	$(BIN)/python bench/runner_scale.py
+	$(BIN)/python bench/diagnostics_cost.py
 
 # page weight and time in Chromium on the photos demo (computed first when missing, about 12 minutes)
 bench-pages: $(STAMP) chromium

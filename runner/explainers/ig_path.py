@@ -66,7 +66,8 @@ class PathRecorder:
         targets = torch.as_tensor(target_ind, device=outputs.device).reshape(-1, 1).expand(outputs.shape[0], 1)
         with torch.no_grad():
             self._probabilities.append(self.activation(outputs.float()).gather(1, targets)[:, 0])
-            self._gradients.append(gradients[0].detach().abs().flatten(1).float().mean(dim=1))
+            gradient = gradients[0].detach().flatten(1)  # the 1-norm / size: mean |gradient|, without a copy
+            self._gradients.append(torch.linalg.vector_norm(gradient, ord=1, dim=1).float() / gradient.shape[1])
         return gradients
 
     def end_chunk(self, pairs: int, steps: int) -> None:
