@@ -92,14 +92,27 @@ def context(browser):
     context.close()
 
 
-@pytest.fixture
-def page(context):
+def new_page(context):
+    """A page that records its console errors and every URL it requests (``page.requested``)."""
     page = context.new_page()
     page.set_default_timeout(20_000)
-    console = Console(page)
-    yield page
+    page.console = Console(page)
+    page.requested = []
+    page.on("request", lambda request: page.requested.append(request.url))
+    return page
+
+
+def close_page(page) -> None:
+    """Close a page of :func:`new_page`, failing on any console error it logged."""
     page.close()
-    assert console.errors == [], "console errors:\n" + "\n".join(console.errors)
+    assert page.console.errors == [], "console errors:\n" + "\n".join(page.console.errors)
+
+
+@pytest.fixture
+def page(context):
+    page = new_page(context)
+    yield page
+    close_page(page)
 
 
 def row_ids(page) -> list[int]:
@@ -413,8 +426,8 @@ def test_saliency_browser_on_the_demo_filters_by_label_and_type(page, demo):
     page.locator("tr.sample-row").first.locator("button.thumb").click()
     page.locator("dialog#zoom").wait_for(state="visible")
     page.wait_for_function(IMAGES_LOADED)
-    assert page.locator("dialog#zoom figcaption").count() == 12  # the input and every explainer
+    assert page.locator("dialog#zoom figcaption").count() == 14  # the input and every explainer
     page.keyboard.press("Escape")
     page.click(".tab:has-text('Evaluation')")
     page.wait_for_function("() => document.querySelectorAll('.chart .main-svg').length >= 5")
-    assert page.locator("table.scores tbody tr").count() == 11
+    assert page.locator("table.scores tbody tr").count() == 13  # one row per explainer

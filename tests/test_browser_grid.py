@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 import imagenet_like
-from test_browser import IMAGES_LOADED, Console, browser, current_url, start_server, stop_server  # noqa: F401
+from test_browser import IMAGES_LOADED, browser, close_page, current_url, new_page, start_server, stop_server  # noqa: F401
 from test_server_registry import write_summary
 from xaiboard.server.registry import summary_id
 
@@ -44,14 +44,9 @@ def context(browser):  # noqa: F811
 
 @pytest.fixture
 def page(context):
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    console = Console(page)
-    page.requested = []
-    page.on("request", lambda request: page.requested.append(request.url))
+    page = new_page(context)
     yield page
-    page.close()
-    assert console.errors == [], "console errors:\n" + "\n".join(console.errors)
+    close_page(page)
 
 
 def open_grid(page, url, query=""):

@@ -170,7 +170,8 @@ export function debounce(fn, wait = 200) {
 // the page has painted its own content (tables, links), and charts are drawn when it is ready.
 let plotlyLoading = null;
 
-function loadPlotly() {
+/** plotly.js, fetched once after the next paint from the address the page's head names (`meta[name=plotly-src]`). */
+export function loadPlotly() {
   if (!plotlyLoading) {
     const source = document.querySelector('meta[name="plotly-src"]');
     plotlyLoading = new Promise((resolve, reject) => {
@@ -179,7 +180,7 @@ function loadPlotly() {
         const script = document.createElement("script");
         script.src = source ? source.content : "/vendor/plotly.min.js";
         script.onload = () => resolve(window.Plotly);
-        script.onerror = () => reject(new Error("plotly.js could not be loaded"));
+        script.onerror = () => { plotlyLoading = null; script.remove(); reject(new Error("plotly.js could not be loaded")); };
         document.head.append(script);
       }, 0));
     });

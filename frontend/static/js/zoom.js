@@ -2,6 +2,7 @@
 // requested at the size its frame is shown (the stored size once the frame is at least that large).
 import { debounce, el, fill, getJSON, requestSize, showError, sized, swatch } from "./util.js";
 import { labelButton, mapImage, nativeSize } from "./cells.js";
+import { loadDiagnostics } from "./diagnostics.js";
 
 function boxesOverlay(sample, labelIndex) {
   const boxes = sample.boxes.filter((b) => b.label_index === labelIndex);
@@ -81,6 +82,7 @@ export function createZoom(ctx) {
       const maps = names.map((name) => el("figure", { class: "zoom-figure", dataset: { explainer: name } },
         el("div", { class: "zoom-frame" }, mapImage(sample, label, name, ctx.render(), undefined)),
         el("figcaption", {}, swatch(ctx.colors.get(name)), name)));
+      const diagnostics = el("div", { class: "diagnostics" });
       fill(zoom, el("div", { class: "zoom-body" },
         el("div", { class: "zoom-head" },
           el("h2", {}, sample.name), el("span", { class: "muted" }, `#${sample.id}`),
@@ -93,8 +95,9 @@ export function createZoom(ctx) {
           ctx.onShow(sampleId, index);
           render();
         }))),
-        el("div", { class: "zoom-grid" }, original, maps)));
+        el("div", { class: "zoom-grid" }, original, maps), diagnostics));
       if (zoom.open) sizeImages();
+      if (label) loadDiagnostics(diagnostics, ctx, sampleId, label.index);
     };
     render();
     zoom.onkeydown = (event) => {
