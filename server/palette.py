@@ -20,7 +20,9 @@ BUILT_IN = {
     "RISE": "#a61e4d",
     "Random": "#adb5bd",
 }
-OTHERS = ["#0b7285", "#862e9c", "#e8590c", "#364fc7", "#087f5b", "#c2255c", "#5f3dc4", "#74b816", "#1864ab",
+# no greens: two built-ins (IntegratedGradients, GradCAM) are green, and a variant such as
+# IntegratedGradients[blur] shown beside them must not look like one of them
+OTHERS = ["#0b7285", "#862e9c", "#e8590c", "#364fc7", "#e64980", "#c2255c", "#5f3dc4", "#3bc9db", "#1864ab",
           "#d9480f", "#343a40", "#9c36b5"]
 
 

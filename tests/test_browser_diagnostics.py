@@ -11,7 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from test_browser import browser, close_page, new_page, start_server, stop_server  # noqa: F401
+from diagnostic_run import write_diagnostic_run
+from test_browser import browser, close_page, new_page, start_server, stop_server, wait_rows  # noqa: F401
 from test_server_registry import write_summary
 from xaiboard.server.registry import summary_id
 from xaiboard.store import Summary
@@ -25,7 +26,7 @@ IG = ["IntegratedGradients[black]", "IntegratedGradients[white]"]
 EXPLAINERS = [*IG, "Gradient"]
 REFERENCE = "Random"  # RandomMap, the chance level: drawn dashed grey, kept whatever the selection
 METRICS = ["InsertionAUC", "DeletionAUC"]
-RUN, PLAIN = summary_id("linear"), summary_id("plain")
+RUN, PLAIN, CNN = summary_id("linear"), summary_id("plain"), summary_id("cnn")
 DRAWN = "#zoom .diagnostics[data-state='drawn']"
 
 
@@ -52,6 +53,7 @@ def root(tmp_path_factory):
     runner.register_saliency(explainers, [Faithfulness("InsertionAUC", steps=12), Faithfulness("DeletionAUC")])
     runner.run(progress=False).close()
     write_summary(root / "plain", 4, ["Gradient", "GradCAM"], uncertainty=False, seed=0)
+    write_diagnostic_run(root / "cnn")  # a CNN whose Integrated Gradients misses its tolerance on some pairs
     return root
 
 
@@ -246,3 +248,25 @@ def test_a_summary_without_diagnostics_shows_one_line_and_no_chart(page, url):
     page.wait_for_selector("#zoom .diagnostics[data-sample='1'][data-state='empty']")
     assert page.locator("#zoom .diagnostics").inner_text() == (
         "This summary was written before path and curve diagnostics were stored.")
+
+
+def test_the_browser_sorts_by_the_convergence_delta_and_shows_the_pairs_that_did_not_converge(page, url, root):
+    with Summary.open(root / "cnn") as cnn:
+        columns = cnn.delta_columns()
+        ids = cnn.sample_ids()
+    over = sorted(set(columns["sample_id"][columns["over"]].tolist()))
+    assert over and len(over) < len(ids)
+    worst: dict[int, float] = {}
+    for sample_id, value in zip(columns["sample_id"].tolist(), columns["value"].tolist()):
+        worst[sample_id] = max(worst.get(sample_id, 0.0), value)
+    page.goto(f"{url}/s/{CNN}")
+    page.wait_for_selector("tr.sample-row")
+    page.select_option("#sort", "delta")  # keeps the default descending direction: the worst first
+    wait_rows(page, sorted(worst, key=lambda i: (-worst[i], i)))
+    assert "sort=-delta" in page.url
+    page.click("label:has(#unconverged)")
+    wait_rows(page, sorted(over, key=lambda i: (-worst[i], i)))
+    assert "unconverged=1" in page.url
+    page.reload()
+    wait_rows(page, sorted(over, key=lambda i: (-worst[i], i)))
+    assert page.is_checked("#unconverged")
