@@ -78,6 +78,18 @@ def first_true_positive(url: str, summary_id: str) -> tuple[dict, int]:
     return sample, next(label["index"] for label in sample["labels"] if label["type"] == "TP")
 
 
+def first_with_curves(url: str, summary_id: str) -> tuple[int, int]:
+    """A true positive (sample, label) that has perturbation curves (a scored sample), for the diagnostics panels."""
+    with urllib.request.urlopen(f"{url}/api/v1/summaries/{summary_id}/samples?types=TP&limit=50") as response:
+        samples = json.load(response)["samples"]
+    for sample in samples:
+        label = next(label["index"] for label in sample["labels"] if label["type"] == "TP")
+        with urllib.request.urlopen(f"{url}/api/v1/summaries/{summary_id}/diagnostics/{sample['id']}/{label}") as r:
+            if json.load(r)["curves"]:
+                return sample["id"], label
+    raise SystemExit("no true positive of the photos run has curves")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=40, help="samples of the shapes run (twice as many digits)")
@@ -107,6 +119,7 @@ def main() -> None:
         photos = ids["seed-0/photos"]
         sample, zoom_label = first_true_positive(url, shapes)
         photo, photo_label = first_true_positive(url, photos)
+        scored, scored_label = first_with_curves(url, photos)
         pages = [
             ("01-summaries", "/", True),
             ("02-saliency-browser", f"/s/{first}?explainers=Gradient,GradCAM,IntegratedGradients,Occlusion,RISE", False),
@@ -119,8 +132,13 @@ def main() -> None:
             ("08-photos-large-view", f"/s/{photos}?zoom={photo['id']}&zl={photo_label}", False),
             ("09-photos-evaluation", f"/s/{photos}/scores", True),
             ("10-photos-label-filter", f"/s/{photos}?explainers=GradCAM,IntegratedGradients,Occlusion", False),
+            ("11-integrated-gradients", f"/s/{photos}?zoom={scored}&zl={scored_label}", False),
+            ("12-faithfulness-curves", f"/s/{photos}?zoom={scored}&zl={scored_label}"
+                                       "&explainers=GradCAM,Gradient,IntegratedGradients,Occlusion,RISE,Random", False),
         ]
         actions = {"10-photos-label-filter": lambda page: page.click("#label-filter summary")}
+        # the zoom view's diagnostics panels, photographed alone once drawn
+        panels = {"11-integrated-gradients": "integrated-gradients", "12-faithfulness-curves": "curves"}
         args.out.mkdir(parents=True, exist_ok=True)
         errors: list[str] = []
         with sync_playwright() as playwright:
@@ -138,7 +156,15 @@ def main() -> None:
                     actions[name](page)
                 page.wait_for_timeout(300)
                 target = args.out / f"{name}.png"
-                page.screenshot(path=str(target), full_page=full_page)
+                if name in panels:
+                    page.wait_for_selector("#zoom .diagnostics[data-state='drawn']")
+                    panel = page.locator(f"#zoom .diag-panel[data-panel='{panels[name]}']")
+                    panel.scroll_into_view_if_needed()
+                    page.wait_for_function(IMAGES_LOADED)
+                    page.wait_for_timeout(500)
+                    panel.screenshot(path=str(target))
+                else:
+                    page.screenshot(path=str(target), full_page=full_page)
                 print(f"wrote {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}")
                 if live.poll() is None:
                     live.send_signal(signal.SIGINT)  # the run records itself as interrupted
