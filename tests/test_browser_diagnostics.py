@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from diagnostic_run import write_diagnostic_run
-from test_browser import browser, close_page, new_page, start_server, stop_server, wait_rows  # noqa: F401
+from test_browser import browser, close_page, context, new_page, page, start_server, stop_server, wait_rows  # noqa: F401
 from test_server_registry import write_summary
 from xaiboard.server.registry import summary_id
 from xaiboard.store import Summary
@@ -79,18 +79,6 @@ def url(root):
     stop_server(server)
 
 
-@pytest.fixture(scope="module")
-def context(browser):  # noqa: F811
-    context = browser.new_context(viewport={"width": 1360, "height": 900})
-    yield context
-    context.close()
-
-
-@pytest.fixture
-def page(context):
-    page = new_page(context)
-    yield page
-    close_page(page)
 
 
 def open_zoom(page, url, label, state="drawn", summary=RUN):
