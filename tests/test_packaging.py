@@ -55,6 +55,8 @@ def test_wheel_holds_every_package_and_its_data(wheel):
         "xaiboard/runner/__init__.py",
         "xaiboard/runner/explainers/__init__.py",
         "xaiboard/runner/benchmarks/__init__.py",
+        "xaiboard/runner/internals/attention.py",
+        "xaiboard/runner/internals/features.py",
         "xaiboard/server/cli.py",
         "xaiboard/migrations/env.py",
         "xaiboard/migrations/alembic.ini",

@@ -6,6 +6,7 @@ rebound to another network with ``with_network``. ``explain_with_delta(..., nati
 method's own grid (GradCAM's layer); :func:`to_input_size` brings them to the input size exactly as ``native=False``.
 """
 
+from .attention_rollout import AttentionRollout
 from .base import Explainer, resolve_layer, to_input_size
 from .deconvolution import Deconvolution
 from .deeplift import DeepLift
@@ -21,6 +22,7 @@ from .rise import RISE
 from .smoothgrad import SmoothGrad
 
 __all__ = [
-    "Deconvolution", "DeepLift", "Explainer", "GradCAM", "Gradient", "GuidedBackprop", "GuidedGradCAM",
-    "InputXGradient", "IntegratedGradients", "Occlusion", "RISE", "RandomMap", "SmoothGrad", "resolve_layer", "to_input_size",
+    "AttentionRollout", "Deconvolution", "DeepLift", "Explainer", "GradCAM", "Gradient", "GuidedBackprop",
+    "GuidedGradCAM", "InputXGradient", "IntegratedGradients", "Occlusion", "RISE", "RandomMap", "SmoothGrad",
+    "resolve_layer", "to_input_size",
 ]
