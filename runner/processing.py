@@ -85,6 +85,7 @@ class GroupProcessor:
         self.s = settings
         self.spec = spec
         self._native = {explainer.name: takes_native(explainer) for explainer in settings.explainers}
+        self._paths = {explainer.name: keeps_path(explainer) for explainer in settings.explainers}
 
     def process(self, items: list[Item]) -> Batch:
         batch = Batch()
@@ -252,7 +253,7 @@ class GroupProcessor:
                 self._sync()
                 start = time.perf_counter()
                 path = None
-                if keeps_path(explainer):
+                if self._paths[explainer.name]:
                     maps, delta, path = explainer.explain_with_path(chosen_inputs, chosen_targets, self.s.activation,
                                                                     native=native)
                 elif native:

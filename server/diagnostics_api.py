@@ -3,17 +3,24 @@ panels, and the images along Integrated Gradients' path."""
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 from flask import Blueprint, Response, jsonify, request
 
-from xaiboard.store import QueryError
+from xaiboard.store import QueryError, Summary
 
 from . import diagnostics, palette, path_images, render
 from .api import entry_of, png_response, reading, row_id
+from .registry import Entry
 from .security import ApiError
 
 diagnostics_api = Blueprint("diagnostics_api", __name__, url_prefix="/api/v1")
+
+
+def explainer_configs(entry: Entry, summary: Summary) -> dict[str, dict[str, Any]]:
+    """Each explainer's stored configuration by name, read once per version of the database file."""
+    return entry.memo("explainer_configs", lambda: {e.name: e.config for e in summary.explainers()})
 
 
 @diagnostics_api.get("/summaries/<summary_id>/diagnostics/<int:sample_id>/<int:label_index>")
@@ -29,9 +36,8 @@ def pair_diagnostics(summary_id: str, sample_id: int, label_index: int) -> Respo
     with reading(entry) as summary:
         if summary.sample(sample_id) is None:
             raise ApiError(404, f"unknown sample {sample_id} in summary {entry.path!r}")
-        explainers = summary.explainers()
-        configs = {e.name: e.config for e in explainers}
-        colors = palette.explainer_colors([e.name for e in explainers])
+        configs = explainer_configs(entry, summary)
+        colors = entry.memo("explainer_colors", lambda: palette.explainer_colors(list(configs)))
         body = {
             "sample_id": sample_id,
             "label_index": label_index,
@@ -61,7 +67,7 @@ def path_image(summary_id: str, sample_id: int, explainer: str) -> Response:
 
     def draw() -> bytes:
         with reading(entry) as summary:
-            configs = {e.name: e.config for e in summary.explainers()}
+            configs = explainer_configs(entry, summary)
             if explainer not in configs:
                 raise QueryError(f"unknown explainer {explainer[:60]!r}")
             data = summary.image_data(sample_id)

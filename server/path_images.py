@@ -23,7 +23,7 @@ from PIL import Image, ImageFilter
 
 from xaiboard.store import codec
 
-from .render import TILE_QUALITY, _resize_image, _target_size, png_bytes
+from .render import encode_tile
 
 
 class PathImageError(ValueError):
@@ -90,12 +90,8 @@ def render_path_image(data: bytes, alpha: float, explainer_config: dict[str, Any
     """The path point ``baseline + alpha * (image - baseline)`` as an image, in the stored image's kind of
     encoding (WebP over a photo stored lossy, PNG otherwise), long side at most ``size``."""
     image = codec.decode_image(data).astype(np.float64) / 255
-    shape = run_config.get("image_shape") or [3]
-    channels = int(shape[0]) if shape else 3
+    channels = int((run_config.get("image_shape") or [3])[0])
     baseline = baseline_image(image, explainer_config, run_config, channels)
     point = baseline + float(alpha) * (image - baseline)
     tile = Image.fromarray(np.clip(np.rint(point * 255), 0, 255).astype(np.uint8))
-    tile = _resize_image(tile, _target_size(tile.width, tile.height, size))
-    if codec.image_format(data) in ("WEBP", "JPEG"):
-        return codec.encode_lossy(tile, "WEBP", TILE_QUALITY)
-    return png_bytes(tile)
+    return encode_tile(tile, codec.image_format(data) in ("WEBP", "JPEG"), size)

@@ -155,6 +155,13 @@ def render_saliency(relevance: np.ndarray, image: Optional[bytes], options: Rend
     else:
         target = _target_size(values.shape[1], values.shape[0], options.size)
         tile = Image.fromarray(colormaps.apply(options.cmap, _resize_values(values, target)))
+    return encode_tile(tile, lossy)
+
+
+def encode_tile(tile: Image.Image, lossy: bool, size: Optional[int] = None) -> bytes:
+    """A rendered tile, its long side brought down to ``size`` when given: WebP when it shows a photo stored lossy,
+    an exact PNG otherwise."""
+    tile = _resize_image(tile, _target_size(tile.width, tile.height, size))
     return codec.encode_lossy(tile, "WEBP", TILE_QUALITY) if lossy else png_bytes(tile)
 
 
