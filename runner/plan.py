@@ -178,7 +178,8 @@ def time_passes(network: nn.Module, image: Tensor, device: torch.device, repeats
 
 def make_plan(*, samples: int, pairs_per_sample: float, masked_share: float, benchmark_samples: int,
               image_shape: tuple[int, int, int], device: str, explainers: Sequence[Any], benchmarks: Sequence[Any],
-              model_passes: Passes, timing: Optional[tuple[float, float]]) -> Plan:
+              model_passes: Passes, timing: Optional[tuple[float, float]],
+              internal_passes: Optional[Passes] = None) -> Plan:
     """Multiply every item's passes per pair by the pairs expected and, with ``timing``, by the measured time."""
     pairs = int(round(samples * pairs_per_sample))
     scored = int(round(benchmark_samples * pairs_per_sample))
@@ -193,6 +194,9 @@ def make_plan(*, samples: int, pairs_per_sample: float, masked_share: float, ben
     plan = Plan(samples, pairs, scored, image_shape, device, forward_seconds, backward_seconds)
     plan.rows.append(PlanRow("model", "predictions", model_passes, samples, seconds(model_passes, samples),
                              "register_uncertainty's n_samples"))
+    if internal_passes is not None:
+        plan.rows.append(PlanRow("model", "inside the model", internal_passes, samples,
+                                 seconds(internal_passes, samples), "register_internals' intervention"))
     for explainer in explainers:
         passes = passes_of(explainer, image_shape)
         plan.rows.append(PlanRow("explainer", explainer.name, passes, pairs, seconds(passes, pairs),

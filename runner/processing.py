@@ -72,6 +72,8 @@ class Settings:
     explainers: Sequence[Any]
     benchmarks: Sequence[Any]
     uncertainty: Any = None
+    #: what to keep of the network's insides (:class:`~.internals.recorder.InternalsRecorder`), or None
+    internals: Any = None
     #: sample ids that get benchmark scores (None: every sample)
     scored_ids: Optional[set[int]] = None
     #: called with a short text before each stage (progress display)
@@ -117,9 +119,22 @@ class GroupProcessor:
                 pair_labels.append(label)
         self._add_predictions(batch, items, rows, selected, probs_of, spread_of)
         self._add_samples(batch, items, inputs_cpu)
+        if self.s.internals is not None and rows:
+            self._look_inside(batch, items, inputs, rows)
         if pair_rows and self.s.explainers:
             self._explain(batch, items, inputs, pair_rows, pair_labels)
         return batch
+
+    def _look_inside(self, batch: Batch, items: list[Item], inputs: Tensor, rows: list[int]) -> None:
+        """Feature maps, attention and the intervened prediction of the samples the model predicted."""
+        self.s.stage("inside the model")
+        recorded = self._guarded("internals", lambda chosen: self.s.internals.record(
+            inputs[chosen], [items[row].id for row in chosen], self.s.activation), {row: [row] for row in rows},
+            items, batch.failures)
+        for _, records in recorded:
+            batch.feature_maps += records.feature_maps
+            batch.attention += records.attention
+            batch.interventions += records.interventions
 
     @torch.no_grad()
     def _predict(self, inputs: Tensor) -> tuple[Tensor, Optional[tuple[Tensor, Tensor, Tensor]]]:

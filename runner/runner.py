@@ -30,6 +30,7 @@ from .cost import Passes
 from .data import DataSource, DataSpec, InvalidInputError, Item
 from .explainers.base import eval_mode
 from .groups import explain_in_groups
+from .internals.recorder import InternalsRecorder
 from .interrupt import RunStopped, StopRequest
 from .labels import select_labels
 from .opening import as_json, describe_run, error_text, open_writer
@@ -160,6 +161,8 @@ class ImageClassificationRunner:
         self.benchmark_samples: Optional[int] = None
         self.benchmark_seed = 0
         self.uncertainty: Any = None
+        self.internals: Optional[InternalsRecorder] = None
+        self._layers: list[Any] = []
         self.multi_label = self.activation_name == "sigmoid"
 
     # -- registration --------------------------------------------------------------------------------------------
@@ -217,6 +220,27 @@ class ImageClassificationRunner:
         except (TypeError, ValueError) as error:
             raise InvalidInputError(str(error)) from None
 
+    def register_internals(self, layers: Sequence[str | nn.Module] = (), top_k: Optional[int] = None,
+                           encoding: str = "uint8", attention: bool = False, scale: Optional[float] = None,
+                           scale_layers: Optional[Sequence[str]] = None) -> None:
+        """Keep what the network computes inside, per sample (one more forward pass, two with ``scale``):
+
+        - ``layers``: the feature maps of these layers (N x C x h x w outputs; all channels, or with ``top_k=K``
+          the K with the highest mean activation, per-channel ``uint8`` or ``float16``), and the filters of those
+          that are Conv2d (once per run);
+        - ``attention=True``: every attention layer's per-head attention over the patch grid (captured without
+          editing the model: fused ``scaled_dot_product_attention``, ``nn.MultiheadAttention``, explicit softmax);
+        - ``scale=F``: every label's probability again with the pre-softmax attention scores multiplied by F in
+          ``scale_layers`` (all by default), shown beside the plain prediction.
+
+        See :mod:`xaiboard.runner.internals.recorder` for the stored form and its size.
+        """
+        try:
+            self.internals = InternalsRecorder(self.network, layers, top_k=top_k, encoding=encoding,
+                                               attention=attention, scale=scale, scale_layers=scale_layers)
+        except (TypeError, ValueError) as error:
+            raise InvalidInputError(str(error)) from None
+
     # -- running -------------------------------------------------------------------------------------------------
 
     def run(self, resume: bool = True, progress: bool = True, overwrite: bool = False) -> Summary:
@@ -239,6 +263,7 @@ class ImageClassificationRunner:
         writer = self._open_writer(config, spec, resume, overwrite, progress)
         if writer is None:
             return Summary.open(self.summary_dir)
+        writer.register_layers(self._layers)
         stop = StopRequest()
         status: Optional[str] = "failed"
         error: Optional[str] = None
@@ -317,6 +342,7 @@ class ImageClassificationRunner:
             device=str(self.device), explainers=self.explainers, benchmarks=self.benchmarks,
             model_passes=Passes(1) + (uncertainty or Passes()),
             timing=time_passes(self.network, probe[0].image, self.device) if timing else None,
+            internal_passes=self.internals.passes() if self.internals is not None else None,
         )
 
     def _probe_outputs(self, probe: list[Item]) -> tuple[list[Item], Tensor]:
@@ -362,6 +388,11 @@ class ImageClassificationRunner:
                                     "probabilities")
         if self.activation_name not in ACTIVATIONS:
             self.multi_label = not torch.allclose(probs.sum(dim=1), torch.ones(1, device=probs.device), atol=1e-3)
+        if self.internals is not None:
+            try:
+                self._layers = self.internals.describe(inputs)
+            except ValueError as error:
+                raise InvalidInputError(f"register_internals: {error}") from None
         for explainer in self.explainers:
             check = getattr(explainer, "check", None)
             if callable(check):
@@ -382,6 +413,7 @@ class ImageClassificationRunner:
             "threshold": self.threshold,
             "top_k": self.top_k,
             "uncertainty": self.uncertainty.config() if self.uncertainty else None,
+            "internals": self.internals.config() if self.internals else None,
             "image_shape": [spec.channels, spec.height, spec.width],
             "batch_size": self.batch_size,
             "benchmark_samples": ({"count": self.benchmark_samples, "seed": self.benchmark_seed}
@@ -408,7 +440,7 @@ class ImageClassificationRunner:
     def _settings(self, spec: DataSpec, stage: Callable[[str], None]) -> Settings:
         return Settings(self.network, self.device, self.activation, self.multi_label, self.threshold, self.top_k,
                         self.mean, self.std, self.explainers, self.benchmarks, self.uncertainty,
-                        self._scored_ids(spec), stage)
+                        self.internals, self._scored_ids(spec), stage)
 
     def _loop(self, writer: SummaryWriter, spec: DataSpec, done: set[int], stop: StopRequest,
               progress: bool) -> bool:

@@ -11,10 +11,14 @@ from .errors import (
     SummaryError,
 )
 from .records import (
+    AttentionMapRecord,
     Batch,
     BoxRecord,
     CurveRecord,
     FailureRecord,
+    FeatureMapRecord,
+    InterventionRecord,
+    LayerRecord,
     PathRecord,
     PredictionRecord,
     ProbabilityRecord,
@@ -28,7 +32,7 @@ from .database import DB_NAME, file_signature, head_revision, is_summary_dir, up
 from .discovery import contained_path, find_summary_dirs
 
 __all__ = [
-    "Batch", "BoxRecord", "CorruptSummaryError", "CurveRecord", "DB_NAME", "FailureRecord", "NewerSummaryError", "NotASummaryError",
+    "AttentionMapRecord", "Batch", "BoxRecord", "FeatureMapRecord", "InterventionRecord", "LayerRecord", "CorruptSummaryError", "CurveRecord", "DB_NAME", "FailureRecord", "NewerSummaryError", "NotASummaryError",
     "OutdatedSummaryError", "PathRecord", "PredictionRecord", "ProbabilityRecord", "QueryError", "SaliencyRecord", "SampleRecord",
     "ScoreRecord", "Summary", "SummaryError", "SummaryWriter", "contained_path", "file_signature",
     "find_summary_dirs", "head_revision",

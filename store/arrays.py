@@ -20,6 +20,9 @@ align_corners=False)`` does.
 
 **Probability vectors** (encoding ``f32z``): little-endian float32 values, byte-shuffled (the first byte of every
 value, then the second, ...), zlib-compressed; NaN marks a label without a value.
+
+**Packed arrays** (feature maps, attention, filters; encodings ``u8z`` and ``f16z``): uint8 or little-endian
+float16 values in C order, byte-shuffled like the vectors, zlib-compressed; the shape is stored beside them.
 """
 
 from __future__ import annotations
@@ -237,3 +240,27 @@ def decode_vector(data: bytes, encoding: str = VECTOR_ENCODING) -> np.ndarray:
         raise ValueError(f"unknown vector encoding {encoding!r}")
     raw = np.frombuffer(zlib.decompress(data), dtype=np.uint8)
     return np.ascontiguousarray(raw.reshape(4, -1).T).view("<f4").reshape(-1).astype(np.float32)
+
+
+#: the packed-array encodings and their value types
+PACKED = {"u8z": "<u1", "f16z": "<f2"}
+
+
+def encode_packed(values: np.ndarray, encoding: str) -> bytes:
+    """An array of any shape as a ``u8z`` or ``f16z`` blob (see the module docstring)."""
+    array = np.ascontiguousarray(np.asarray(values).astype(PACKED[encoding])).reshape(-1)
+    width = array.dtype.itemsize
+    shuffled = np.ascontiguousarray(array.view(np.uint8).reshape(-1, width).T)
+    return zlib.compress(shuffled.tobytes(), ZLIB_LEVEL)
+
+
+def decode_packed(data: bytes, encoding: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A ``u8z`` or ``f16z`` blob back to its array (uint8 or float16) of ``shape``."""
+    if encoding not in PACKED:
+        raise ValueError(f"unknown array encoding {encoding!r}")
+    dtype = np.dtype(PACKED[encoding])
+    raw = np.frombuffer(zlib.decompress(data), dtype=np.uint8)
+    values = np.ascontiguousarray(raw.reshape(dtype.itemsize, -1).T).view(dtype).reshape(-1)
+    if values.size != int(np.prod(shape)):
+        raise ValueError(f"a {encoding} blob of {values.size} values cannot have shape {tuple(shape)}")
+    return values.reshape(shape)

@@ -176,9 +176,10 @@ def _check_length(connection: Any, database: str | None) -> None:
         )
 
 
-#: older revisions whose files read as they are: the revisions after them only add tables (``0004`` adds the
-#: Integrated Gradients paths and the perturbation curves), which such a summary simply lacks
-READABLE_OLDER = frozenset({"0003"})
+#: older revisions whose files read as they are: the revisions after them only add tables (``0004`` the Integrated
+#: Gradients paths and the perturbation curves, ``0005`` the layers' feature maps and attention), which such a
+#: summary simply lacks
+READABLE_OLDER = frozenset({"0003", "0004"})
 
 
 def check_revision(revision: str, directory: str | Path, reading: bool = False) -> None:

@@ -263,6 +263,71 @@ class Curve(Base):
     values: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class InternalLayer(Base):
+    """A layer looked inside of, once per run: ``kind`` ``features`` (a layer's N x C x h x w output: ``channels``
+    x ``height`` x ``width``) or ``attention`` (``channels`` heads over a ``height`` x ``width`` patch grid of
+    ``tokens`` tokens). A Conv2d layer also keeps its filters in display form (``filters``: an ``f16z`` array of
+    ``filter_shape``, one picture per output filter, ``filter_mode`` ``rgb`` or ``mean`` over its inputs, with the
+    common scale ``filter_low``..``filter_high``)."""
+
+    __tablename__ = "internal_layers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    channels: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    tokens: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    filter_mode: Mapped[Optional[str]] = mapped_column(String(16), nullable=True)
+    filter_shape: Mapped[Optional[list[int]]] = mapped_column(JSON, nullable=True)
+    filter_low: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    filter_high: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    filters: Mapped[Optional[bytes]] = mapped_column(LargeBinary, nullable=True)
+
+
+class FeatureMap(Base):
+    """One sample's feature maps of one layer: ``kept`` channels (all, or the top-k by mean activation), their
+    indices, per-channel min and max and mean activation (``f32z`` vectors) and the maps themselves (``codes``:
+    zlib of kept x h x w values, ``uint8`` quantised between each channel's min and max, or ``float16``)."""
+
+    __tablename__ = "feature_maps"
+
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), primary_key=True)
+    layer_id: Mapped[int] = mapped_column(ForeignKey("internal_layers.id"), primary_key=True)
+    encoding: Mapped[str] = mapped_column(String(16))
+    kept: Mapped[int] = mapped_column(Integer)
+    channel_index: Mapped[bytes] = mapped_column(LargeBinary)
+    low: Mapped[bytes] = mapped_column(LargeBinary)
+    high: Mapped[bytes] = mapped_column(LargeBinary)
+    means: Mapped[bytes] = mapped_column(LargeBinary)
+    codes: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AttentionMap(Base):
+    """One sample's attention in one layer, per head, over the layer's patch grid: the class token's attention to
+    each patch (or, without a class token, the mean attention each patch receives), an ``f16z`` array of heads x
+    rows x columns."""
+
+    __tablename__ = "attention_maps"
+
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), primary_key=True)
+    layer_id: Mapped[int] = mapped_column(ForeignKey("internal_layers.id"), primary_key=True)
+    encoding: Mapped[str] = mapped_column(String(16))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Intervention(Base):
+    """Every label's probability of one sample with the run's attention intervention applied (the run's
+    configuration says which factor and layers): beside the stored probabilities, the prediction change."""
+
+    __tablename__ = "interventions"
+
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), primary_key=True)
+    encoding: Mapped[str] = mapped_column(String(16))
+    probs: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class Failure(Base):
     """An error on one sample (or the whole run when ``sample_id`` is NULL) that the run recorded and went past."""
 

@@ -116,6 +116,54 @@ class CurveRecord:
 
 
 @dataclass
+class LayerRecord:
+    """A layer looked inside of (once per run): ``kind`` ``features`` (``channels`` x ``height`` x ``width``
+    outputs) or ``attention`` (``channels`` heads over a ``height`` x ``width`` patch grid of ``tokens`` tokens);
+    a Conv2d layer also hands its filters in display form (out x kh x kw, or out x kh x kw x 3 with ``rgb``)."""
+
+    name: str
+    kind: str
+    channels: int
+    height: int
+    width: int
+    tokens: Optional[int] = None
+    filters: Optional[np.ndarray] = None
+    filter_mode: Optional[str] = None
+
+
+@dataclass
+class FeatureMapRecord:
+    """One sample's kept channels of a layer: ``codes`` K x h x w (uint8 between each channel's ``low`` and
+    ``high``, or float16), ``channels`` their indices, ``means`` their mean activations."""
+
+    sample_id: int
+    layer: str
+    codes: np.ndarray
+    channels: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    means: np.ndarray
+    encoding: str = "uint8"
+
+
+@dataclass
+class AttentionMapRecord:
+    """One sample's per-head attention over a layer's patch grid (heads x rows x columns)."""
+
+    sample_id: int
+    layer: str
+    maps: np.ndarray
+
+
+@dataclass
+class InterventionRecord:
+    """Every label's probability of one sample with the run's attention intervention applied."""
+
+    sample_id: int
+    probs: np.ndarray
+
+
+@dataclass
 class FailureRecord:
     """An error on a sample (``sample_id`` None: on the run) that was recorded instead of stopping the run."""
 
@@ -136,4 +184,7 @@ class Batch:
     scores: list[ScoreRecord] = field(default_factory=list)
     paths: list[PathRecord] = field(default_factory=list)
     curves: list[CurveRecord] = field(default_factory=list)
+    feature_maps: list[FeatureMapRecord] = field(default_factory=list)
+    attention: list[AttentionMapRecord] = field(default_factory=list)
+    interventions: list[InterventionRecord] = field(default_factory=list)
     failures: list[FailureRecord] = field(default_factory=list)

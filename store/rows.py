@@ -17,7 +17,7 @@ import numpy as np
 
 from . import arrays, codec
 from .models import PREDICTION_TYPES
-from .records import Batch, PredictionRecord, ProbabilityRecord
+from .records import Batch, LayerRecord, PredictionRecord, ProbabilityRecord
 
 Row = dict[str, Any]
 
@@ -188,3 +188,50 @@ def curve_rows(batch: Batch, explainer_id: Callable[[str], int], metric_id: Call
              "label_index": c.label_index, "encoding": arrays.VECTOR_ENCODING,
              "values": arrays.encode_vector(np.asarray(c.values, dtype=np.float32).reshape(-1))}
             for c in batch.curves]
+
+
+#: how a feature map's codes are packed, by the runner's encoding of them
+CODE_PACKING = {"uint8": "u8z", "float16": "f16z"}
+
+
+def layer_row(layer: LayerRecord) -> Row:
+    """The ``internal_layers`` row of a layer; the filters as an ``f16z`` array with their shape and scale."""
+    row: Row = {"name": layer.name, "kind": layer.kind, "channels": int(layer.channels), "height": int(layer.height),
+                "width": int(layer.width), "tokens": None if layer.tokens is None else int(layer.tokens),
+                "filter_mode": None, "filter_shape": None, "filter_low": None, "filter_high": None, "filters": None}
+    if layer.filters is not None:
+        filters = np.asarray(layer.filters, dtype=np.float32)
+        row.update(filter_mode=layer.filter_mode, filter_shape=list(filters.shape),
+                   filter_low=float(filters.min()), filter_high=float(filters.max()),
+                   filters=arrays.encode_packed(filters, "f16z"))
+    return row
+
+
+def feature_map_rows(batch: Batch, layer_id: Callable[[str], int]) -> list[Row]:
+    rows = []
+    for f in batch.feature_maps:
+        codes = np.asarray(f.codes)
+        if codes.ndim != 3 or not all(np.asarray(v).shape == (codes.shape[0],)
+                                      for v in (f.channels, f.low, f.high, f.means)):
+            raise ValueError(f"feature maps of sample {f.sample_id}, layer {f.layer!r}: codes {codes.shape} do not "
+                             "match one index, low, high and mean per channel")
+        rows.append({"sample_id": f.sample_id, "layer_id": layer_id(f.layer), "encoding": f.encoding,
+                     "kept": int(codes.shape[0]), "channel_index": arrays.encode_vector(f.channels),
+                     "low": arrays.encode_vector(f.low), "high": arrays.encode_vector(f.high),
+                     "means": arrays.encode_vector(f.means),
+                     "codes": arrays.encode_packed(codes, CODE_PACKING[f.encoding])})
+    return rows
+
+
+def attention_rows(batch: Batch, layer_id: Callable[[str], int]) -> list[Row]:
+    return [{"sample_id": a.sample_id, "layer_id": layer_id(a.layer), "encoding": "f16z",
+             "data": arrays.encode_packed(np.asarray(a.maps, dtype=np.float32), "f16z")} for a in batch.attention]
+
+
+def intervention_rows(batch: Batch, num_labels: int) -> list[Row]:
+    rows = []
+    for i in batch.interventions:
+        probs = _vector(i.probs, num_labels, "intervention probabilities", i.sample_id)
+        rows.append({"sample_id": i.sample_id, "encoding": arrays.VECTOR_ENCODING,
+                     "probs": arrays.encode_vector(probs)})
+    return rows

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from . import arrays, codec
 from .columns import ColumnQueries
 from .diagnostics import DiagnosticQueries
+from .internals import InternalQueries
 from .database import open_readonly, writable_engine, db_path, current_revision, check_revision
 from .errors import NotASummaryError, QueryError
 from .models import (
@@ -54,7 +55,7 @@ from .views import (
 __all__ = ["QueryError", "SORT_KEYS", "Summary", "iso"]
 
 
-class Summary(SampleQueries, ScoreQueries, ColumnQueries, DiagnosticQueries):
+class Summary(SampleQueries, ScoreQueries, ColumnQueries, DiagnosticQueries, InternalQueries):
     """An opened summary directory. Read-only by default; cheap to keep open (one small connection pool)."""
 
     def __init__(self, path: Path, engine: Engine, revision: str) -> None:
@@ -141,6 +142,7 @@ class Summary(SampleQueries, ScoreQueries, ColumnQueries, DiagnosticQueries):
                 "num_scores": count(Score),
                 "num_failures": count(Failure),
                 **self.diagnostic_counts(session),
+                **self.internal_counts(session),
             }
 
     def num_samples(self) -> int:

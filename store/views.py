@@ -141,3 +141,43 @@ class CurveView:
     metric: str
     values: Any
     score: Optional[float]
+
+
+@dataclass(frozen=True)
+class LayerView:
+    """A layer looked inside of: ``kind`` ``features`` (channels x height x width) or ``attention`` (heads over a
+    height x width patch grid); ``filter_mode`` is set when its filters are stored."""
+
+    name: str
+    kind: str
+    channels: int
+    height: int
+    width: int
+    tokens: Optional[int]
+    filter_mode: Optional[str]
+
+
+@dataclass(frozen=True)
+class FilterView:
+    """A Conv2d layer's filters in display form (out x kh x kw, or x 3 with ``mode`` rgb) and their common scale."""
+
+    layer: str
+    mode: str
+    display: Any
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class FeatureMapView:
+    """One sample's kept channels of a layer: ``maps`` K x h x w float32 (decoded), their channel indices, min,
+    max and mean activation, and how many channels the layer has."""
+
+    layer: str
+    encoding: str
+    channels: Any
+    low: Any
+    high: Any
+    means: Any
+    maps: Any
+    total_channels: int

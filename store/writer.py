@@ -20,11 +20,15 @@ from .errors import SummaryError
 from .models import (
     RUN_STATUSES,
     Box,
+    AttentionMap,
     Curve,
     Explainer,
     Failure,
+    FeatureMap,
     GroundTruth,
     IntegratedGradientsPath,
+    InternalLayer,
+    Intervention,
     Label,
     Mask,
     Metric,
@@ -36,7 +40,7 @@ from .models import (
     Score,
     utcnow,
 )
-from .records import Batch, FailureRecord
+from .records import Batch, FailureRecord, LayerRecord
 
 RUN_ID = 1
 
@@ -57,6 +61,7 @@ class SummaryWriter:
         self.lossy_images = lossy_images
         self._explainer_ids: dict[str, int] = {}
         self._metric_ids: dict[str, int] = {}
+        self._layer_ids: dict[str, int] = {}
         self._num_labels = 0
         self._closed = False
         self._load_ids()
@@ -102,6 +107,7 @@ class SummaryWriter:
         with Session(self.engine) as session:
             self._explainer_ids = dict(session.execute(select(Explainer.name, Explainer.id)).all())
             self._metric_ids = dict(session.execute(select(Metric.name, Metric.id)).all())
+            self._layer_ids = dict(session.execute(select(InternalLayer.name, InternalLayer.id)).all())
             self._num_labels = session.execute(select(func.count()).select_from(Label)).scalar_one()
 
     # -- run metadata --------------------------------------------------------------------------------------------
@@ -180,6 +186,14 @@ class SummaryWriter:
                 self._metric_ids[name] = row.id
         return self._metric_ids[name]
 
+    def register_layers(self, layers: Sequence[LayerRecord]) -> None:
+        """Add the layers looked inside of (with their filters); a layer already stored by name is kept as is."""
+        new = [rows.layer_row(layer) for layer in layers if layer.name not in self._layer_ids]
+        if new:
+            with Session(self.engine) as session, session.begin():
+                session.execute(insert(InternalLayer), new)
+                self._layer_ids = dict(session.execute(select(InternalLayer.name, InternalLayer.id)).all())
+
     # -- samples -------------------------------------------------------------------------------------------------
 
     def done_sample_ids(self) -> set[int]:
@@ -195,6 +209,9 @@ class SummaryWriter:
         score_rows = rows.score_rows(batch, self._explainer_id, self._metric_id)
         path_rows = rows.path_rows(batch, self._explainer_id)
         curve_rows = rows.curve_rows(batch, self._explainer_id, self._metric_id)
+        feature_rows = rows.feature_map_rows(batch, self._layer_id)
+        attention_rows = rows.attention_rows(batch, self._layer_id)
+        intervention_rows = rows.intervention_rows(batch, self._num_labels)
         with Session(self.engine) as session, session.begin():
             for model, values in (
                 (Sample, sample_rows),
@@ -207,6 +224,9 @@ class SummaryWriter:
                 (Score, score_rows),
                 (IntegratedGradientsPath, path_rows),
                 (Curve, curve_rows),
+                (FeatureMap, feature_rows),
+                (AttentionMap, attention_rows),
+                (Intervention, intervention_rows),
                 (Failure, [self._failure_row(f) for f in batch.failures]),
             ):
                 if values:
@@ -232,6 +252,12 @@ class SummaryWriter:
             return self._explainer_ids[name]
         except KeyError:
             raise SummaryError(f"explainer {name!r} is not registered in this summary") from None
+
+    def _layer_id(self, name: str) -> int:
+        try:
+            return self._layer_ids[name]
+        except KeyError:
+            raise SummaryError(f"layer {name!r} is not registered in this summary") from None
 
     def _metric_id(self, name: str) -> int:
         try:

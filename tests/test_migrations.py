@@ -33,7 +33,7 @@ from xaiboard.store import (
 from xaiboard.store.database import alembic_config, writable_engine
 from xaiboard.store.models import Base
 
-HEAD = "0004"
+HEAD = "0005"
 
 
 def digest(path) -> str:

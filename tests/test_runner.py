@@ -106,7 +106,9 @@ def test_a_run_writes_every_map_prediction_and_score(tmp_path):
     counts = summary.counts()
     assert counts == {"num_samples": 10, "num_predictions": 10 * 4, "num_saliency_maps": pairs * 3,
                       "num_scores": pairs * 3 + len(with_mask) * 3, "num_failures": 0,
-                      "num_ig_paths": pairs, "num_curves": 0}  # one IntegratedGradients, no curve benchmark
+                      "num_ig_paths": pairs, "num_curves": 0,  # one IntegratedGradients, no curve benchmark
+                      "num_internal_layers": 0, "num_feature_maps": 0, "num_attention_maps": 0,
+                      "num_interventions": 0}
     with torch.no_grad():
         top = net(torch.stack([item["image"] for item in items])).argmax(1).tolist()
     for sample_id, labels in expected.items():
