@@ -14,6 +14,7 @@ from xaiboard import __version__
 from . import compression, security
 from .api import api
 from .diagnostics_api import diagnostics_api
+from .inside_api import inside_api
 from .pages import pages, plotly_url
 from .registry import Registry
 from .cache import LruCache
@@ -82,5 +83,6 @@ def create_app(
 
     app.register_blueprint(api)
     app.register_blueprint(diagnostics_api)
+    app.register_blueprint(inside_api)
     app.register_blueprint(pages)
     return app
