@@ -15,7 +15,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -37,34 +37,13 @@ from .opening import as_json, describe_run, error_text, open_writer
 from .plan import Plan, make_plan, passes_of, time_passes
 from .processing import GroupProcessor, Settings
 from .uncertainty import make_uncertainty
+from .validation import (ACTIVATIONS, Activation, check_benchmarks, check_classes, check_explainers, normalisation,
+                         resolve_activation)
 
 logger = logging.getLogger(__name__)
 
-ACTIVATIONS = ("softmax", "sigmoid")
-BENCHMARK_ATTRIBUTES = ("name", "higher_is_better", "range", "aggregation", "requires_masks", "requires_explainer",
-                        "config", "evaluate")
 #: items whose labels are counted to estimate the pairs per sample in the plan
 PLAN_ITEMS = 16
-
-Activation = Union[str, Callable[[Tensor], Tensor]]
-
-
-def _softmax(logits: Tensor) -> Tensor:
-    return logits.softmax(dim=1)
-
-
-def _sigmoid(logits: Tensor) -> Tensor:
-    return logits.sigmoid()
-
-
-def _channel_stats(values: Any, what: str) -> Optional[list[float]]:
-    if values is None:
-        return None
-    array = np.atleast_1d(np.asarray(values.detach().cpu() if isinstance(values, Tensor) else values,
-                                     dtype=np.float64)).reshape(-1)
-    if array.size == 0 or not np.isfinite(array).all():
-        raise InvalidInputError(f"{what} must be finite numbers, got {values!r}")
-    return [float(v) for v in array]
 
 
 class ImageClassificationRunner:
@@ -112,35 +91,15 @@ class ImageClassificationRunner:
     ) -> None:
         if not isinstance(network, nn.Module):
             raise InvalidInputError(f"network must be a torch.nn.Module, got {type(network).__name__}")
-        if isinstance(classes, str) or not isinstance(classes, Sequence) or not classes:
-            raise InvalidInputError("classes must be a non-empty sequence of class names")
-        names = [str(c) for c in classes]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise InvalidInputError(f"class names must be unique; repeated: {', '.join(map(repr, duplicates))}")
-        if isinstance(activation_fn, str):
-            if activation_fn not in ACTIVATIONS:
-                raise InvalidInputError(f"unknown activation {activation_fn!r}: use 'softmax', 'sigmoid' or a "
-                                        "callable logits -> probabilities")
-            self.activation_name = activation_fn
-            self.activation: Callable[[Tensor], Tensor] = _softmax if activation_fn == "softmax" else _sigmoid
-        elif callable(activation_fn):
-            self.activation_name = getattr(activation_fn, "__qualname__", type(activation_fn).__name__)[:64]
-            self.activation = activation_fn
-        else:
-            raise InvalidInputError(f"unknown activation {activation_fn!r}: use 'softmax', 'sigmoid' or a callable")
+        names = check_classes(classes)
+        self.activation_name, self.activation = resolve_activation(activation_fn)
         if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
             raise InvalidInputError(f"threshold must be a probability in [0, 1], got {threshold!r}")
         if top_k is not None and (not isinstance(top_k, int) or not 1 <= top_k <= len(names)):
             raise InvalidInputError(f"top_k must be an integer in 1..{len(names)} or None, got {top_k!r}")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}")
-        self.mean = _channel_stats(mean, "mean")
-        self.std = _channel_stats(std, "std")
-        if (self.mean is None) != (self.std is None):
-            raise InvalidInputError("give both mean and std (the inputs' normalisation) or neither")
-        if self.std is not None and min(self.std) <= 0:
-            raise InvalidInputError(f"std must be positive, got {std!r}")
+        self.mean, self.std = normalisation(mean, std)
         self.summary_dir = Path(summary_dir)
         self.network = network
         self.classes = names
@@ -179,35 +138,11 @@ class ImageClassificationRunner:
         if benchmark_samples is not None:
             self.benchmark_samples, self.benchmark_seed = benchmark_samples, int(seed)
         explainers, benchmarks = list(explainers), list(benchmarks)
-        taken = {e.name for e in self.explainers}
+        check_explainers(explainers, self.explainers, self.network)
         for explainer in explainers:
-            label = getattr(explainer, "name", type(explainer).__name__)
-            if not callable(getattr(explainer, "explain_with_delta", None)) and not callable(
-                    getattr(explainer, "explain", None)):
-                raise InvalidInputError(f"explainer {label!r} has no explain(inputs, targets) method")
-            if not isinstance(getattr(explainer, "name", None), str):
-                raise InvalidInputError(f"explainer {type(explainer).__name__} needs a string name")
-            if explainer.name in taken:
-                raise InvalidInputError(f"two explainers are named {explainer.name!r}; pass name=... to tell them apart")
-            bound = getattr(explainer, "network", self.network)
-            if bound is not self.network:
-                raise InvalidInputError(f"explainer {explainer.name!r} was built for another network than the "
-                                        "runner's; use explainer.with_network(network)")
-            taken.add(explainer.name)
             if self.mean is not None and callable(getattr(explainer, "use_normalisation", None)):
                 explainer.use_normalisation(self.mean, self.std)
-        metric_names = {b.name for b in self.benchmarks}
-        for benchmark in benchmarks:
-            missing = [a for a in BENCHMARK_ATTRIBUTES if not hasattr(benchmark, a)]
-            if missing:
-                raise InvalidInputError(f"benchmark {getattr(benchmark, 'name', type(benchmark).__name__)!r} lacks "
-                                        f"{', '.join(missing)}")
-            if benchmark.name in metric_names:
-                raise InvalidInputError(f"two benchmarks are named {benchmark.name!r}")
-            if benchmark.aggregation not in ("mean", "macro"):
-                raise InvalidInputError(f"benchmark {benchmark.name!r}: aggregation must be 'mean' or 'macro', "
-                                        f"got {benchmark.aggregation!r}")
-            metric_names.add(benchmark.name)
+        check_benchmarks(benchmarks, self.benchmarks)
         self.explainers += explainers
         self.benchmarks += benchmarks
 
