@@ -1,7 +1,9 @@
 """``xaiboard demo``: train a small CNN in seconds, explain and score its test images, serve the dashboard.
 
 ``digits``: scikit-learn's bundled handwritten digits upsampled to 32x32, softmax, every explainer and benchmark.
-``shapes``: synthetic multi-label images of coloured shapes with exact boxes and masks, sigmoid head.
+``shapes``: synthetic multi-label images of coloured shapes with exact boxes and masks, sigmoid head; with
+``model="vit"`` a small Vision Transformer instead of the CNN (attention rollout beside Grad-CAM, the attention
+heads and an attention intervention kept; see :mod:`.vit`).
 ``photos``: the pretrained EfficientNet-Lite0 on real photos at 224 x 224 with 1000 ImageNet classes (no training;
 see :mod:`.photos_demo`). The demo is deterministic for a seed; its parameters (RISE masks, IG steps, SmoothGrad samples, Occlusion window, benchmark
 steps) are chosen so the whole run takes a minute or two on two CPU cores.
@@ -43,18 +45,28 @@ from .models import SmallCNN, train_classifier  # noqa: E402
 from .runner import ImageClassificationRunner  # noqa: E402
 
 DATASETS = ("digits", "shapes", "photos")
+MODELS = ("cnn", "vit")
 IMAGE_SIZE = {"digits": 32, "shapes": 32}
 EPOCHS = {"digits": 6, "shapes": 4}
+#: training images of the ViT demo (a transformer needs more than the CNN's 2000)
+VIT_TRAIN = 2000
+#: the CNN's layers whose feature maps (the 16 most active channels) and filters the demo keeps
+CNN_LAYERS = ["features.conv1", "features.conv2", "features.conv3"]
+INSIDE_TOP_K = 16
+#: the ViT demo's attention intervention: pre-softmax scores times 3 in every layer (a sharper softmax)
+VIT_SCALE = 3.0
 
 
 def _say(message: str) -> None:
     print(message, flush=True)
 
 
-def prepare(dataset: str, seed: int) -> tuple[DemoData, nn.Module, str]:
+def prepare(dataset: str, seed: int, model: str = "cnn") -> tuple[DemoData, nn.Module, str]:
     """The demo's data and its trained network (on the CPU, channels-last: oneDNN runs it several times faster)."""
     if dataset not in DATASETS:
         raise ValueError(f"unknown demo dataset {dataset!r}: use {' or '.join(DATASETS)}")
+    if model == "vit":
+        return _prepare_vit(seed)
     torch.manual_seed(seed)
     if dataset == "digits":
         data = digits(size=IMAGE_SIZE[dataset], seed=seed)
@@ -73,6 +85,19 @@ def prepare(dataset: str, seed: int) -> tuple[DemoData, nn.Module, str]:
     _say(f"trained {type(network).__name__} on {len(data.train_inputs)} {dataset} images in "
          f"{time.perf_counter() - started:.1f} s: {describe_accuracy(network, data, activation)}")
     return data, network, activation
+
+
+def _prepare_vit(seed: int) -> tuple[DemoData, nn.Module, str]:
+    from .vit import SmallViT, train_vit
+
+    torch.manual_seed(seed)
+    data = shapes(n_train=VIT_TRAIN, n_test=400, size=IMAGE_SIZE["shapes"], seed=seed)
+    network = SmallViT(len(data.classes), image_size=IMAGE_SIZE["shapes"])
+    started = time.perf_counter()
+    train_vit(network, data, seed=seed)
+    _say(f"trained {type(network).__name__} on {len(data.train_inputs)} shapes images in "
+         f"{time.perf_counter() - started:.1f} s: {describe_accuracy(network, data, 'sigmoid')}")
+    return data, network, "sigmoid"
 
 
 @torch.no_grad()
@@ -114,6 +139,21 @@ def demo_explainers(network: nn.Module, activation: str, seed: int) -> list[Any]
     ]
 
 
+def vit_explainers(network: nn.Module, seed: int) -> list[Any]:
+    """The ViT demo's explainers: attention rollout against gradient methods and Grad-CAM on the patch grid (the
+    pointing game on the shapes' boxes judges them), and a random map as the chance level."""
+    from .explainers import AttentionRollout
+
+    return [
+        AttentionRollout(network),
+        GradCAM(network, type(network).gradcam_layer),
+        Gradient(network),
+        IntegratedGradients(network, n_steps=16),
+        SmoothGrad(network, n_samples=8, stdev=0.1, seed=seed),
+        RandomMap(network, seed=seed),
+    ]
+
+
 def demo_benchmarks(image_size: int, seed: int) -> list[Any]:
     """Every benchmark, with parameters sized for the demo's images."""
     from .benchmarks import ClassSensitivity, Faithfulness, Localization, Randomization, Robustness, Sparseness
@@ -134,6 +174,7 @@ def demo_benchmarks(image_size: int, seed: int) -> list[Any]:
 
 def run_demo(
     dataset: str = "digits",
+    model: str = "cnn",
     samples: int = 300,
     out: str | Path = "xaiboard-runs",
     serve: bool = True,
@@ -143,13 +184,16 @@ def run_demo(
     progress: bool = True,
 ) -> Path:
     """Train (or, for photos, load the pretrained model), explain ``samples`` test images into ``out/<dataset>``
-    (started over each time) and, with ``serve``, serve the dashboard over ``out``. Returns the summary
-    directory."""
+    (``out/shapes-vit`` for the ViT; started over each time) and, with ``serve``, serve the dashboard over
+    ``out``. Returns the summary directory."""
     if dataset not in DATASETS:
         raise ValueError(f"unknown demo dataset {dataset!r}: use {', '.join(DATASETS)}")
-    summary_dir = Path(out) / dataset
+    if model not in MODELS or (model == "vit" and dataset != "shapes"):
+        raise ValueError(f"unknown demo model {model!r} for {dataset}: the ViT is trained on shapes only; use "
+                         "--dataset shapes --model vit")
+    summary_dir = Path(out) / (dataset if model == "cnn" else f"{dataset}-{model}")
     runner = _photos_runner(summary_dir, samples, seed) if dataset == "photos" else _trained_runner(
-        dataset, samples, summary_dir, seed)
+        dataset, model, samples, summary_dir, seed)
     started = time.perf_counter()
     with runner.run(overwrite=True, progress=progress) as summary:
         counts = summary.counts()
@@ -165,16 +209,24 @@ def run_demo(
     return summary_dir
 
 
-def _trained_runner(dataset: str, samples: int, summary_dir: Path, seed: int) -> ImageClassificationRunner:
-    data, network, activation = prepare(dataset, seed)
+def _trained_runner(dataset: str, model: str, samples: int, summary_dir: Path,
+                    seed: int) -> ImageClassificationRunner:
+    data, network, activation = prepare(dataset, seed, model)
     items = data.test_items[:samples]
     if samples > len(items):
         _say(f"the {dataset} test set has {len(items)} images; explaining all of them")
     runner = ImageClassificationRunner(
         summary_dir, network, items, data.classes, activation_fn=activation, threshold=0.5, mean=data.mean,
-        std=data.std, batch_size=64, device="cpu", name=f"{dataset} demo (seed {seed})",
+        std=data.std, batch_size=64, device="cpu",
+        name=f"{dataset} demo (seed {seed})" if model == "cnn" else f"{dataset} demo, Vision Transformer (seed {seed})",
     )
-    runner.register_saliency(demo_explainers(network, activation, seed), demo_benchmarks(IMAGE_SIZE[dataset], seed))
+    benchmarks = demo_benchmarks(IMAGE_SIZE[dataset], seed)
+    if model == "vit":
+        runner.register_saliency(vit_explainers(network, seed), benchmarks)
+        runner.register_internals(layers=["patch_embed"], attention=True, scale=VIT_SCALE)
+    else:
+        runner.register_saliency(demo_explainers(network, activation, seed), benchmarks)
+        runner.register_internals(layers=CNN_LAYERS, top_k=INSIDE_TOP_K)
     runner.register_uncertainty(n_samples=10)
     return runner
 

@@ -147,6 +147,9 @@ def serve_command(base_dir: str, host: str, port: int, reload_interval: float) -
 @click.option("--dataset", type=click.Choice(["digits", "shapes", "photos"]), default="digits", show_default=True,
               help="digits: scikit-learn's handwritten digits, softmax; shapes: synthetic multi-label with boxes; "
                    "photos: a pretrained EfficientNet-Lite0 on real photos, 224x224, 1000 classes.")
+@click.option("--model", type=click.Choice(["cnn", "vit"]), default="cnn", show_default=True,
+              help="vit (with --dataset shapes): a small Vision Transformer, with attention rollout, its attention "
+                   "heads and an attention intervention.")
 @click.option("--samples", default=300, show_default=True, type=click.IntRange(min=1),
               help="How many test images to explain.")
 @click.option("--out", default="xaiboard-runs", show_default=True, type=click.Path(file_okay=False),
@@ -155,12 +158,15 @@ def serve_command(base_dir: str, host: str, port: int, reload_interval: float) -
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
-def demo_command(dataset: str, samples: int, out: str, serve: bool, seed: int, host: str, port: int) -> None:
+def demo_command(dataset: str, model: str, samples: int, out: str, serve: bool, seed: int, host: str,
+                 port: int) -> None:
     """Train a small CNN in seconds (or load the pretrained photo model), explain and score its test images, and
     serve the dashboard."""
     from xaiboard.runner.demo import run_demo
 
-    run_demo(dataset=dataset, samples=samples, out=out, serve=serve, seed=seed, host=host, port=port)
+    if model == "vit" and dataset != "shapes":
+        raise click.UsageError("the ViT demo is trained on shapes: use --dataset shapes --model vit")
+    run_demo(dataset=dataset, model=model, samples=samples, out=out, serve=serve, seed=seed, host=host, port=port)
 
 
 if __name__ == "__main__":

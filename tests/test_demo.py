@@ -46,6 +46,10 @@ def test_digits_demo_explains_with_everything_and_serves(tmp_path, capsys, monke
         assert counts["num_saliency_maps"] == len(explained) * len(EXPLAINERS)
         assert all(p.sd is not None for p in summary.predictions())
         assert summary.masks(0)  # the digit's ink is its label's mask
+        assert [(l.name, l.channels) for l in summary.internal_layers()] == [
+            ("features.conv1", 16), ("features.conv2", 32), ("features.conv3", 64)]
+        assert counts["num_feature_maps"] == 12 * 3 and summary.feature_maps(0, "features.conv3").channels.size == 16
+        assert summary.filters("features.conv1").display.shape == (16, 3, 3), "one input channel: the kernels"
 
 
 @pytest.mark.slow
