@@ -20,6 +20,10 @@ from .runner import ImageClassificationRunner
 
 #: photos scored by every benchmark (the rest get maps and predictions only)
 BENCHMARK_SAMPLES = 6
+#: layers whose feature maps and filters the demo keeps: the stem's RGB 3 x 3 filters at 112 x 112, and two
+#: depthwise 5 x 5 layers at 28 x 28 and 7 x 7; the 8 most active channels of each (about 90 kB per photo)
+INSIDE_LAYERS = ["stem.conv", "blocks.3.depthwise.conv", "blocks.11.depthwise.conv"]
+INSIDE_TOP_K = 8
 
 
 def photo_explainers(network: nn.Module, seed: int = 0) -> list[Any]:
@@ -62,4 +66,5 @@ def photos_runner(summary_dir: str | Path, samples: Optional[int] = None, seed: 
                                        name=name or "photos demo: EfficientNet-Lite0 (pretrained)")
     runner.register_saliency(photo_explainers(network, seed), photo_benchmarks(seed),
                              benchmark_samples=BENCHMARK_SAMPLES, seed=seed)
+    runner.register_internals(layers=INSIDE_LAYERS, top_k=INSIDE_TOP_K)
     return runner
