@@ -28,6 +28,7 @@ from xaiboard.store.arrays import check_bits
 from .allocator import keep_freed_memory
 from .cost import Passes
 from .data import DataSource, DataSpec, InvalidInputError, Item
+from .distributed import agree_on_config, current_rank, device_for
 from .explainers.base import eval_mode
 from .groups import explain_in_groups
 from .internals.recorder import InternalsRecorder
@@ -64,7 +65,9 @@ class ImageClassificationRunner:
         batch_size: the most samples computed and committed together; groups start at one sample and grow while
             a group takes less than about two seconds (small images), so the store and the progress bar move at
             least every few seconds.
-        device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
+        device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available; under torchrun or srun each rank's local
+            GPU, see :mod:`.distributed`: rank r of N explains the samples with index = r mod N into its own shard
+            ``summary_dir/shards/rank-0000r``).
         name: the run's name (default: the directory's name).
         transform: applied to every item's image before anything else (e.g. PIL image -> normalised tensor).
         map_bits: the precision maps are stored at: every value within (max - min) / (2**map_bits - 1) / 2 of the
@@ -101,13 +104,14 @@ class ImageClassificationRunner:
             raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.mean, self.std = normalisation(mean, std)
         self.summary_dir = Path(summary_dir)
+        self.rank = current_rank()
+        self.output_dir = self.rank.output_dir(self.summary_dir)
         self.network = network
         self.classes = names
         self.threshold = float(threshold)
         self.top_k = top_k
         self.batch_size = batch_size
-        self.device = torch.device(device) if device is not None else torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device_for(self.rank, device)
         self.name = name
         self.source = DataSource(data, transform)
         self.transform = transform
@@ -195,18 +199,21 @@ class ImageClassificationRunner:
             warnings.warn(f"xaiboard: {advice}", RuntimeWarning, stacklevel=2)
         config = self._config(spec)
         config["plan"] = as_json(plan.as_dict())
+        if self.rank.sharded:
+            config["shard"] = {"rank": self.rank.rank, "world_size": self.rank.world_size}
+            agree_on_config(self.summary_dir, self.rank, config)
         writer = self._open_writer(config, spec, resume, overwrite, progress)
         if writer is None:
-            return Summary.open(self.summary_dir)
+            return Summary.open(self.output_dir)
         writer.register_layers(self._layers)
         stop = StopRequest()
         status: Optional[str] = "failed"
         error: Optional[str] = None
         try:
             with eval_mode(self.network):
-                done = writer.done_sample_ids() | self._unreadable_ids()
-                usable = spec.count - len(spec.bad)
-                writer.set_progress(done=len(done & self._usable_ids(spec)), total=usable)
+                done = writer.done_sample_ids() | self._unreadable_ids() | self._foreign_ids(spec)
+                usable = self._usable_ids(spec)
+                writer.set_progress(done=len(done & usable), total=len(usable))
                 stop.install(self.network)
                 finished = self._loop(writer, spec, done, stop, progress)
             status = "complete" if finished else "interrupted"
@@ -222,7 +229,7 @@ class ImageClassificationRunner:
             writer.close(status, error)
         if stop.signum is not None:
             stop.redeliver()
-        return Summary.open(self.summary_dir)
+        return Summary.open(self.output_dir)
 
     def plan(self, timing: bool = True) -> Plan:
         """The cost of the run before paying it: per explainer and benchmark the passes per pair, the pairs
@@ -244,13 +251,17 @@ class ImageClassificationRunner:
 
     def _unreadable_ids(self) -> set[int]:
         """Samples an earlier run of this summary could not read: recorded once, not read again on resume."""
-        with Summary.open(self.summary_dir) as summary:
+        with Summary.open(self.output_dir) as summary:
             return {f.sample_id for f in summary.failures() if f.stage == "data" and f.sample_id is not None}
 
-    @staticmethod
-    def _usable_ids(spec: DataSpec) -> set[int]:
+    def _usable_ids(self, spec: DataSpec) -> set[int]:
+        """The samples this process explains: every readable one, or under torchrun/srun this rank's share."""
         bad = {b.id for b in spec.bad}
-        return {i for i in range(spec.count) if i not in bad}
+        return {i for i in range(spec.count) if i not in bad and self.rank.owns(i)}
+
+    def _foreign_ids(self, spec: DataSpec) -> set[int]:
+        """The other ranks' samples, skipped like done ones."""
+        return {i for i in range(spec.count) if not self.rank.owns(i)} if self.rank.sharded else set()
 
     def _scored_ids(self, spec: DataSpec) -> Optional[set[int]]:
         """The sample ids that get benchmark scores: a seeded subset of ``benchmark_samples``, or None for all."""
@@ -268,7 +279,7 @@ class ImageClassificationRunner:
         pairs = sum(len(labels) for labels in selected)
         masked = sum(1 for item, labels in zip(probe, selected) for label, _ in labels
                      if label in item.ground_truth and (label in item.masks or label in item.labels[:len(item.boxes)]))
-        samples = spec.count - len(spec.bad)
+        samples = len(self._usable_ids(spec))
         scored = self._scored_ids(spec)
         uncertainty = passes_of(self.uncertainty) if self.uncertainty is not None else Passes()
         return make_plan(
@@ -361,7 +372,7 @@ class ImageClassificationRunner:
 
     def _open_writer(self, config: dict[str, Any], spec: DataSpec, resume: bool, overwrite: bool,
                      progress: bool) -> Optional[SummaryWriter]:
-        return open_writer(self.summary_dir, self.name, config, spec.fingerprint, resume=resume, overwrite=overwrite,
+        return open_writer(self.output_dir, self.name, config, spec.fingerprint, resume=resume, overwrite=overwrite,
                            map_bits=self.map_bits,
                            say=lambda message: self._say(message, progress),
                            describe=lambda writer: describe_run(writer, config, self))
