@@ -19,7 +19,7 @@ from .data import Fingerprint, InvalidInputError
 
 #: configuration keys that must match for a run to continue a stored summary
 RESUME_KEYS = ("classes", "explainers", "benchmarks", "mean", "std", "activation", "threshold", "top_k",
-               "uncertainty", "image_shape", "benchmark_samples")
+               "uncertainty", "image_shape", "benchmark_samples", "precision")
 
 
 def as_json(value: Any) -> Any:

@@ -33,6 +33,7 @@ from xaiboard.store import (
 )
 
 from .data import DataSpec, Item
+from .device import autocast, to_device
 from .explainers.base import to_input_size
 from .labels import select_labels
 
@@ -78,6 +79,8 @@ class Settings:
     scored_ids: Optional[set[int]] = None
     #: called with a short text before each stage (progress display)
     stage: Callable[[str], None] = field(default=lambda _text: None)
+    #: explainers and benchmarks under torch.autocast at this precision (:mod:`.device`)
+    precision: str = "fp32"
 
 
 class GroupProcessor:
@@ -92,7 +95,7 @@ class GroupProcessor:
     def process(self, items: list[Item]) -> Batch:
         batch = Batch()
         inputs_cpu = torch.stack([item.image for item in items])
-        inputs = inputs_cpu.to(self.s.device, non_blocking=True)
+        inputs = to_device(inputs_cpu, self.s.device)
         by_sample = {row: [row] for row in range(len(items))}
         self.s.stage("model")
         predicted = self._guarded("model", lambda rows: self._predict(inputs[rows]), by_sample, items,
@@ -268,15 +271,16 @@ class GroupProcessor:
                 self._sync()
                 start = time.perf_counter()
                 path = None
-                if self._paths[explainer.name]:
-                    maps, delta, path = explainer.explain_with_path(chosen_inputs, chosen_targets, self.s.activation,
-                                                                    native=native)
-                elif native:
-                    maps, delta = explainer.explain_with_delta(chosen_inputs, chosen_targets, native=True)
-                elif callable(getattr(explainer, "explain_with_delta", None)):
-                    maps, delta = explainer.explain_with_delta(chosen_inputs, chosen_targets)
-                else:
-                    maps, delta = explainer.explain(chosen_inputs, chosen_targets), None
+                with autocast(self.s.precision, self.s.device):
+                    if self._paths[explainer.name]:
+                        maps, delta, path = explainer.explain_with_path(chosen_inputs, chosen_targets,
+                                                                        self.s.activation, native=native)
+                    elif native:
+                        maps, delta = explainer.explain_with_delta(chosen_inputs, chosen_targets, native=True)
+                    elif callable(getattr(explainer, "explain_with_delta", None)):
+                        maps, delta = explainer.explain_with_delta(chosen_inputs, chosen_targets)
+                    else:
+                        maps, delta = explainer.explain(chosen_inputs, chosen_targets), None
                 self._sync()
                 seconds = (time.perf_counter() - start) / len(pairs)
                 if (not isinstance(maps, Tensor) or maps.dim() != 3 or maps.shape[0] != len(pairs)
@@ -342,14 +346,15 @@ class GroupProcessor:
                 self._sync()
                 start = time.perf_counter()
                 curves = None
-                if callable(getattr(benchmark, "evaluate_with_curves", None)):
-                    values, curves = benchmark.evaluate_with_curves(
-                        self.s.network, chosen_inputs, chosen_targets, saliency, masks=mask_tensor,
-                        explainer=explainer, activation_fn=self.s.activation)
-                else:
-                    values = benchmark.evaluate(self.s.network, chosen_inputs, chosen_targets, saliency,
-                                                masks=mask_tensor, explainer=explainer,
-                                                activation_fn=self.s.activation)
+                with autocast(self.s.precision, self.s.device):
+                    if callable(getattr(benchmark, "evaluate_with_curves", None)):
+                        values, curves = benchmark.evaluate_with_curves(
+                            self.s.network, chosen_inputs, chosen_targets, saliency, masks=mask_tensor,
+                            explainer=explainer, activation_fn=self.s.activation)
+                    else:
+                        values = benchmark.evaluate(self.s.network, chosen_inputs, chosen_targets, saliency,
+                                                    masks=mask_tensor, explainer=explainer,
+                                                    activation_fn=self.s.activation)
                 values = torch.as_tensor(values).detach().float().reshape(-1).cpu()
                 seconds = (time.perf_counter() - start) / max(1, len(subset))
                 if values.shape[0] != len(subset):

@@ -28,6 +28,7 @@ from xaiboard.store.arrays import check_bits
 from .allocator import keep_freed_memory
 from .cost import Passes
 from .data import DataSource, DataSpec, InvalidInputError, Item
+from .device import check_precision
 from .distributed import agree_on_config, current_rank, device_for
 from .explainers.base import eval_mode
 from .groups import explain_in_groups
@@ -73,6 +74,8 @@ class ImageClassificationRunner:
         map_bits: the precision maps are stored at: every value within (max - min) / (2**map_bits - 1) / 2 of the
             explainer's, like float16 at the map's peak with the default 12 (a 224 x 224 gradient map is about
             a third smaller than at 16); 16 to re-score stored maps to more digits.
+        precision: ``"fp32"``, or ``"bf16"``/``"fp16"`` to run explainers and benchmarks under ``torch.autocast``
+            (predictions stay float32; the scores' tolerance is documented in :mod:`.device`).
     """
 
     def __init__(
@@ -91,6 +94,7 @@ class ImageClassificationRunner:
         name: Optional[str] = None,
         transform: Optional[Callable[[Any], Any]] = None,
         map_bits: int = 12,
+        precision: str = "fp32",
     ) -> None:
         if not isinstance(network, nn.Module):
             raise InvalidInputError(f"network must be a torch.nn.Module, got {type(network).__name__}")
@@ -117,6 +121,7 @@ class ImageClassificationRunner:
         self.transform = transform
         try:
             self.map_bits = check_bits(map_bits)
+            self.precision = check_precision(precision)
         except ValueError as error:
             raise InvalidInputError(str(error)) from None
         self.explainers: list[Any] = []
@@ -368,6 +373,7 @@ class ImageClassificationRunner:
                      "fingerprint": spec.fingerprint.as_dict() if spec.fingerprint else None},
             "transform": repr(self.transform) if self.transform is not None else None,
             "map_bits": self.map_bits,
+            "precision": None if self.precision == "fp32" else self.precision,
         })
 
     def _open_writer(self, config: dict[str, Any], spec: DataSpec, resume: bool, overwrite: bool,
@@ -386,7 +392,7 @@ class ImageClassificationRunner:
     def _settings(self, spec: DataSpec, stage: Callable[[str], None]) -> Settings:
         return Settings(self.network, self.device, self.activation, self.multi_label, self.threshold, self.top_k,
                         self.mean, self.std, self.explainers, self.benchmarks, self.uncertainty,
-                        self.internals, self._scored_ids(spec), stage)
+                        self.internals, self._scored_ids(spec), stage, precision=self.precision)
 
     def _loop(self, writer: SummaryWriter, spec: DataSpec, done: set[int], stop: StopRequest,
               progress: bool) -> bool:

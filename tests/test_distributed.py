@@ -52,16 +52,19 @@ def rows(directories: list[Path]) -> dict[str, dict]:
                 assert sample_id not in result["samples"], f"sample {sample_id} is stored twice"
                 result["samples"][sample_id] = name
             for p in summary.predictions():
-                result["predictions"][(p.sample_id, p.label_index)] = (round(p.prob, 6), p.type, p.explainers)
-                for explainer in p.explainers:
-                    result["maps"][(p.sample_id, p.label_index, explainer)] = summary.saliency_map(
-                        p.sample_id, p.label_index, explainer)
+                result["predictions"][(p.sample_id, p.label_index)] = (round(p.prob, 6), p.type)
+            for sample_id in summary.sample_ids():
+                for label in summary.sample(sample_id).labels:
+                    for explainer in label.explainers:
+                        result["maps"][(sample_id, label.label_index, explainer)] = summary.saliency_map(
+                            sample_id, label.label_index, explainer)
             for explainer, metric, sample_id, label, value in summary.scores():
                 result["scores"][(explainer, metric, sample_id, label)] = value
     return result
 
 
 def assert_same_rows(got: dict, expected: dict) -> None:
+    assert len(expected["maps"]) == 14 * 3 * 3 and len(expected["scores"]) > 0, "top-2 and ground truth, 3 maps"
     assert got["samples"] == expected["samples"]
     assert got["predictions"] == expected["predictions"]
     assert got["maps"].keys() == expected["maps"].keys()

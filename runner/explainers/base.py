@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..cost import Passes
+from ..device import gpu_batch_size
 
 DEFAULT_BATCH_SIZE = 128
 #: ``batch_size=None`` fits this many input pixels in one pass: 32 images at 224 x 224, 128 (the cap) up to 112 x 112.
@@ -164,7 +165,8 @@ class Explainer:
 
     @property
     def batch_size(self) -> int:
-        """Images per pass: the value given, or the default for the image size of the current call."""
+        """Images per pass: the value given, or the default for the image size of the current call (on a GPU, what
+        fits its free memory: :func:`~xaiboard.runner.device.gpu_batch_size`)."""
         return self.given_batch_size or self._size_batch
 
     def _remember(self, **parameters: Any) -> None:
@@ -188,7 +190,8 @@ class Explainer:
         which stores smaller; :func:`to_input_size` turns them into exactly the ``native=False`` maps.
         """
         inputs, targets = self._check(inputs, targets)
-        self._size_batch = default_batch_size(inputs.shape[2], inputs.shape[3])
+        self._size_batch = gpu_batch_size(self.network, inputs) or default_batch_size(inputs.shape[2],
+                                                                                       inputs.shape[3])
         if inputs.shape[0]:
             self._first_call(inputs)
         inputs = inputs.detach().requires_grad_(inputs.is_floating_point())
