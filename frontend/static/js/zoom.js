@@ -3,6 +3,7 @@
 import { debounce, el, fill, getJSON, requestSize, showError, sized, swatch } from "./util.js";
 import { labelButton, mapImage, nativeSize } from "./cells.js";
 import { loadDiagnostics } from "./diagnostics.js";
+import { loadInside } from "./inside.js";
 
 function boxesOverlay(sample, labelIndex) {
   const boxes = sample.boxes.filter((b) => b.label_index === labelIndex);
@@ -73,6 +74,7 @@ export function createZoom(ctx) {
       const next = rows[position + delta];
       if (next) open(next.id, ctx.labelOf(next) && ctx.labelOf(next).index);
     };
+    const inside = el("div", { class: "inside" }); // per sample: kept as the label changes
     const render = () => {
       const hasBoxes = label && sample.boxes.some((b) => b.label_index === label.index);
       const original = el("figure", { class: "zoom-figure" },
@@ -95,11 +97,12 @@ export function createZoom(ctx) {
           ctx.onShow(sampleId, index);
           render();
         }))),
-        el("div", { class: "zoom-grid" }, original, maps), diagnostics));
+        el("div", { class: "zoom-grid" }, original, maps), diagnostics, inside));
       if (zoom.open) sizeImages();
       if (label) loadDiagnostics(diagnostics, ctx, sampleId, label.index);
     };
     render();
+    loadInside(inside, ctx, sampleId);
     zoom.onkeydown = (event) => {
       if (event.key === "ArrowRight") { event.preventDefault(); step(1); }
       if (event.key === "ArrowLeft") { event.preventDefault(); step(-1); }
