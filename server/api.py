@@ -27,6 +27,7 @@ from . import comparison, figures, palette, params, render, scoring
 from .cache import LruCache
 from .registry import Entry, Registry
 from .security import ApiError
+from .urls import api_prefix
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -95,7 +96,7 @@ def explainer_names(entry: Entry, summary: Summary) -> list[str]:
 def sample_json(entry: Entry, sample: SampleView, explainers: Optional[list[str]], token: str) -> dict[str, Any]:
     """A sample with its labels and, per label, the URL of each selected explainer's map. URLs carry the
     summary's ``token``, so browsers may cache the images for good."""
-    prefix = f"/api/v1/summaries/{entry.id}"
+    prefix = f"{api_prefix()}/summaries/{entry.id}"
 
     def saliency_url(label_index: int, explainer: str) -> str:
         return f"{prefix}/saliency/{sample.id}/{label_index}/{_quoted(explainer)}?v={token}"
@@ -151,21 +152,23 @@ def png_response(data_key: tuple, entry: Entry, render_png) -> Response:
 @api.get("/")
 def index() -> Response:
     """What the API offers (handy with curl)."""
-    return jsonify(endpoints=[
-        "/api/v1/summaries?q=&offset=&limit=",
-        "/api/v1/summaries/<id>",
-        "/api/v1/summaries/<id>/samples?labels=&types=&truth=&unconverged=&explainers=&sort=&offset=&limit=",
-        "/api/v1/summaries/<id>/samples/<sample_id>",
-        "/api/v1/summaries/<id>/images/<sample_id>?size=",
-        "/api/v1/summaries/<id>/saliency/<sample_id>/<label_index>/<explainer>?overlay=&alpha=&cmap=&sign=&size=",
-        "/api/v1/summaries/<id>/scores?format=json|csv&weights=&download=",
-        "/api/v1/summaries/<id>/figures/<name>?explainer=&metric=&sort=&order=&offset=&limit=",
-        "/api/v1/summaries/<id>/confusion?limit=",
-        "/api/v1/summaries/<id>/diagnostics/<sample_id>/<label_index>",
-        "/api/v1/summaries/<id>/path-images/<sample_id>/<explainer>?alpha=&size=",
-        "/api/v1/compare?ids=&metric=&explainer=",
-        "/api/v1/colormaps/<name>",
-    ])
+    return jsonify(endpoints=[api_prefix() + endpoint for endpoint in [
+        "/summaries?q=&offset=&limit=",
+        "/summaries/<id>",
+        "/summaries/<id>/samples?labels=&types=&truth=&unconverged=&explainers=&sort=&offset=&limit=",
+        "/summaries/<id>/samples/<sample_id>",
+        "/summaries/<id>/images/<sample_id>?size=",
+        "/summaries/<id>/saliency/<sample_id>/<label_index>/<explainer>?overlay=&alpha=&cmap=&sign=&size=",
+        "/summaries/<id>/scores?format=json|csv&weights=&download=",
+        "/summaries/<id>/figures/<name>?explainer=&metric=&sort=&order=&offset=&limit=",
+        "/summaries/<id>/confusion?limit=",
+        "/summaries/<id>/diagnostics/<sample_id>/<label_index>",
+        "/summaries/<id>/path-images/<sample_id>/<explainer>?alpha=&size=",
+        "/summaries/<id>/inside/<sample_id>",
+        "/summaries/<id>/inside-images/features|filters|attention/...?size=",
+        "/compare?ids=&metric=&explainer=",
+        "/colormaps/<name>",
+    ]])
 
 
 @api.get("/summaries")

@@ -11,7 +11,7 @@ from flask import Flask, Response, request
 import xaiboard.frontend
 from xaiboard import __version__
 
-from . import compression, security
+from . import auth, compression, security, urls
 from .api import api
 from .diagnostics_api import diagnostics_api
 from .inside_api import inside_api
@@ -37,12 +37,16 @@ def create_app(
     *,
     trusted_hosts: Optional[Sequence[str]] = None,
     cache_bytes: int = 64 * 1024 * 1024,
+    token: Optional[str] = None,
+    base_url: Optional[str] = None,
 ) -> Flask:
     """A dashboard over every summary directory below ``base_dir``, opened read-only.
 
     The directory is scanned once now and then every ``reload_interval`` seconds in a background thread
     (0 disables re-scanning). ``trusted_hosts`` restricts the ``Host`` header (e.g. to ``localhost`` names, so a
-    DNS-rebinding page cannot read a dashboard bound to the loopback address).
+    DNS-rebinding page cannot read a dashboard bound to the loopback address). ``token`` requires that token on
+    every page and API route (:mod:`.auth`); ``base_url`` (e.g. ``"/xai/"``) serves everything below that path,
+    for a reverse proxy that forwards it unchanged (:mod:`.urls`).
     """
     app = Flask("xaiboard.server", template_folder=str(FRONTEND / "templates"),
                 static_folder=str(FRONTEND / "static"), static_url_path="/static")
@@ -56,6 +60,8 @@ def create_app(
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     if trusted_hosts:
         app.config["TRUSTED_HOSTS"] = list(trusted_hosts)
+    urls.install(app, base_url)  # first, so that a bad base URL or token fails before the registry starts
+    auth.install(app, token)
 
     registry = Registry(base_dir, reload_interval=reload_interval)
     registry.scan()
@@ -67,10 +73,10 @@ def create_app(
     versions = _asset_versions(FRONTEND / "static")
 
     def asset(path: str) -> str:
-        return f"/static/{path}?v={versions.get(path, __version__)}"
+        return f"{request.script_root}/static/{path}?v={versions.get(path, __version__)}"
 
     app.jinja_env.globals.update(asset=asset, version=__version__, base_dir_name=registry.base_dir.name,
-                                 plotly_url=plotly_url)
+                                 plotly_url=lambda: request.script_root + plotly_url())
     security.install(app)
     compression.install(app)
 

@@ -14,6 +14,7 @@ from . import diagnostics, palette, path_images, render
 from .api import entry_of, png_response, reading, row_id
 from .registry import Entry
 from .security import ApiError
+from .urls import api_prefix
 
 diagnostics_api = Blueprint("diagnostics_api", __name__, url_prefix="/api/v1")
 
@@ -28,7 +29,7 @@ def pair_diagnostics(summary_id: str, sample_id: int, label_index: int) -> Respo
     entry = entry_of(summary_id)
     row_id(sample_id, "sample")
     row_id(label_index, "label")
-    prefix = f"/api/v1/summaries/{entry.id}/path-images/{sample_id}"
+    prefix = f"{api_prefix()}/summaries/{entry.id}/path-images/{sample_id}"
 
     def image_url(explainer: str, alpha: float) -> str:
         return f"{prefix}/{quote(explainer, safe='')}?alpha={alpha:g}&size=128&v={entry.token}"

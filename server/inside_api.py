@@ -12,6 +12,7 @@ from . import inside, render
 from .api import entry_of, png_response, reading, row_id
 from .diagnostics_api import explainer_configs
 from .security import ApiError
+from .urls import api_prefix
 
 inside_api = Blueprint("inside_api", __name__, url_prefix="/api/v1")
 
@@ -23,7 +24,7 @@ ROLLOUT_CLASSES = frozenset({"AttentionRollout"})
 def sample_inside(summary_id: str, sample_id: int) -> Response:
     entry = entry_of(summary_id)
     row_id(sample_id, "sample")
-    prefix = f"/api/v1/summaries/{entry.id}"
+    prefix = f"{api_prefix()}/summaries/{entry.id}"
 
     def url(kind: str, layer: str, *numbers: int) -> str:
         path = "/".join(str(n) for n in numbers)

@@ -1,7 +1,8 @@
 """Security headers on every response and error responses that never show a stack trace.
 
-The dashboard has no login, so it must not be framed, must not run inline script, and must not leak what it serves
-to other sites. Errors under ``/api`` are JSON ``{"error": "..."}``; page errors are a small HTML page.
+Whether or not a token guards it (:mod:`.auth`), the dashboard must not be framed, must not run inline script, and
+must not leak what it serves (or its token) to other sites. Errors under ``/api`` are JSON ``{"error": "..."}``;
+page errors are a small HTML page.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def install(app: Flask) -> None:
         if isinstance(error, SecurityError) and "trusted" in message:
             message += (" The dashboard listens on the loopback address and only answers to localhost names (so that "
                         "other web pages cannot read it); open it as http://localhost:PORT/ or serve it with "
-                        "--host 0.0.0.0, which has no authentication.")
+                        "--host 0.0.0.0, which then requires a token.")
         response = error_response(error.code or 500, message)
         if error.code == 405 and error.response is None:
             allowed = getattr(error, "valid_methods", None)

@@ -38,15 +38,15 @@ def test_is_loopback(host, loopback):
 def test_serve_warns_that_a_public_address_has_no_authentication(tmp_path, monkeypatch, capsys, host, warned):
     made = {}
 
-    def fake_make_server(base_dir, host, port, reload_interval):
+    def fake_make_server(base_dir, host, port, reload_interval, token, base_url):
         from xaiboard.server import create_app
 
         made.update(host=host, port=port, reload_interval=reload_interval)
-        made["server"] = FakeServer(create_app(base_dir, reload_interval=0))
+        made["server"] = FakeServer(create_app(base_dir, reload_interval=0, token=token, base_url=base_url))
         return made["server"]
 
     monkeypatch.setattr(serving, "make_server", fake_make_server)
-    serving.serve(tmp_path, host=host, port=0, reload_interval=2.5)
+    serving.serve(tmp_path, host=host, port=0, reload_interval=2.5, auth=False)
     err = capsys.readouterr().err
     assert ("no authentication" in err) is warned
     assert "0 summaries" in err and "4321" in err
@@ -59,7 +59,8 @@ def test_cli_serve_passes_its_options(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["serve", str(tmp_path), "--host", "0.0.0.0", "--port", "9001",
                                        "--reload-interval", "3"])
     assert result.exit_code == 0, result.output
-    assert calls == [(str(tmp_path), {"host": "0.0.0.0", "port": 9001, "reload_interval": 3.0})]
+    assert calls == [(str(tmp_path), {"host": "0.0.0.0", "port": 9001, "reload_interval": 3.0, "token": None,
+                                      "auth": True, "base_url": ""})]
 
 
 def test_real_server_on_a_free_port_checks_the_host_header(tmp_path):

@@ -2,14 +2,14 @@
 // The whole view lives in the URL query (filters, display, the label picked in a row, the large view), so reloading
 // or sharing the link shows the same thing.
 import { TYPES, el, fill, getJSON, list, plural, readQuery, requestSize, showError, sized, summaryHeader, swatch,
-  typeLegend, writeQuery } from "./util.js";
+  typeLegend, url, writeQuery } from "./util.js";
 import { CMAPS, SIGNS, convergenceFilter, displayControls, explainerFilter, field, sortControl, typeFilter } from "./controls.js";
 import { GRID_PX, labelButton, mapImage, nativeSize } from "./cells.js";
 import { LABEL_SORTS, labelFilter } from "./label_filter.js";
 import { createZoom } from "./zoom.js";
 
 const SUMMARY = document.body.dataset.summary;
-const API = `/api/v1/summaries/${SUMMARY}`;
+const API = url(`api/v1/summaries/${SUMMARY}`);
 const POLL_MS = 5000;
 const PAGE_SIZES = [10, 20, 50, 100, 200];
 const DEFAULTS = { labels: [], types: [], truth: [], explainers: null, sort: "-prob", unconverged: "0", offset: 0, limit: 20, overlay: "1",

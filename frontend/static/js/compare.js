@@ -2,7 +2,7 @@
 // per-class values of the classes every run has, per-class charts of each run, and one sample's maps across runs.
 // Every picker is kept in the URL.
 import { drawFigure, el, fill, fmt, getJSON, list, plural, readQuery, requestSize, score, showError, sized, statusBadge,
-  typeBadge, writeQuery } from "./util.js";
+  typeBadge, url, writeQuery } from "./util.js";
 
 const root = document.getElementById("compare");
 const note = document.getElementById("compare-note");
@@ -23,14 +23,14 @@ function compareUrl() {
   const query = new URLSearchParams({ ids: state.ids });
   if (state.metric) query.set("metric", state.metric);
   if (state.explainer) query.set("explainer", state.explainer);
-  return `/api/v1/compare?${query}`;
+  return url(`api/v1/compare?${query}`);
 }
 
 async function chooser() {
-  const summaries = (await getJSON("/api/v1/summaries?limit=1000")).summaries.filter((s) => s.status !== "error" && s.created_at);
+  const summaries = (await getJSON(url("api/v1/summaries?limit=1000"))).summaries.filter((s) => s.status !== "error" && s.created_at);
   const chosen = new Set();
   const button = el("button", { type: "button", class: "button primary", disabled: true, onclick: () => {
-    window.location.href = `/compare?ids=${[...chosen].join(",")}`;
+    window.location.href = url(`compare?ids=${[...chosen].join(",")}`);
   } }, "Compare");
   const rows = summaries.map((s) => el("label", { class: "pick-row" },
     el("input", { type: "checkbox", onchange: (event) => {
@@ -88,7 +88,7 @@ function valueCells(values, higherIsBetter, counts) {
 }
 
 function runHeads() {
-  return [data.summaries.map((s) => el("th", { class: "num" }, el("a", { href: `/s/${s.id}/scores` }, s.name),
+  return [data.summaries.map((s) => el("th", { class: "num" }, el("a", { href: url(`s/${s.id}/scores`) }, s.name),
     el("div", { class: "muted small" }, s.path))), data.summaries.length === 2 ? el("th", { class: "num" }, "Δ second − first") : null];
 }
 
@@ -180,7 +180,7 @@ function perClass() {
     fill(grid, data.summaries.map((s) => {
       const plot = el("div", { class: "chart" });
       const query = new URLSearchParams({ metric: state.metric, sort: "count", offset: "0", limit: String(CHART_CLASSES) });
-      drawFigure(plot, `/api/v1/summaries/${s.id}/figures/per-class-metric?${query}`);
+      drawFigure(plot, url(`api/v1/summaries/${s.id}/figures/per-class-metric?${query}`));
       return el("section", { class: "card chart-card" }, el("h3", {}, s.name, " ", el("span", { class: "muted small" }, s.path)), plot);
     }));
   };
@@ -216,7 +216,7 @@ function perClass() {
 // -- shared samples -------------------------------------------------------------------------------------------------
 
 async function sampleRows(body, shared) {
-  const samples = await Promise.all(data.summaries.map((s, i) => getJSON(`/api/v1/summaries/${s.id}/samples/${shared.ids[i]}`).catch(() => null)));
+  const samples = await Promise.all(data.summaries.map((s, i) => getJSON(url(`api/v1/summaries/${s.id}/samples/${shared.ids[i]}`)).catch(() => null)));
   const first = samples.find(Boolean);
   if (!first) {
     fill(body, el("p", { class: "empty" }, "This sample cannot be read."));
@@ -242,7 +242,7 @@ async function sampleRows(body, shared) {
           el("figcaption", {}, m.explainer)))
         : [el("div", { class: "map-missing" }, label ? "not explained for this label" : "no such class in this run")];
       return el("div", { class: "compare-row" },
-        el("div", { class: "run-name" }, el("a", { href: `/s/${s.id}` }, s.name),
+        el("div", { class: "run-name" }, el("a", { href: url(`s/${s.id}`) }, s.name),
           label ? el("div", { class: "small" }, `p = ${fmt(label.prob, 3)} `, typeBadge(label.type)) : null),
         el("figure", { class: "map-figure" }, el("img", { class: "sample-image", src: sized(sample.image_url, size), width: String(MAP_PX), height: String(MAP_PX),
           alt: sample.name }), el("figcaption", {}, "input")),
@@ -273,7 +273,7 @@ function sharedSamples() {
 function runChip(s) {
   const model = s.model && s.model.class ? `${s.model.class}${s.model.num_parameters ? ` · ${s.model.num_parameters.toLocaleString()} params` : ""}` : null;
   const size = s.image_size && s.image_size[0] ? `${s.image_size[1]}×${s.image_size[0]}` : null;
-  return el("a", { class: "run-chip", href: `/s/${s.id}` },
+  return el("a", { class: "run-chip", href: url(`s/${s.id}`) },
     el("strong", {}, s.name), el("span", { class: "muted" }, s.path), statusBadge(s),
     el("span", { class: "run-facts muted small" }, [plural(s.num_samples, "sample"), plural(s.num_classes, "class", "classes"), model, size].filter(Boolean).join(" · ")));
 }

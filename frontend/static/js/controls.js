@@ -1,6 +1,6 @@
 // The saliency browser's filter and display controls. Each changes `state` in place and calls back; the browser
 // keeps the state in the URL and reloads what changed.
-import { TYPES, TYPE_HELP, debounce, el, swatch } from "./util.js";
+import { TYPES, TYPE_HELP, debounce, el, swatch, url } from "./util.js";
 
 export const CMAPS = ["inferno", "viridis", "magma", "jet", "gray", "RdBu"];
 export const SIGNS = { absolute: "absolute |r|", positive: "positive", negative: "negative", all: "signed (all)" };
@@ -88,7 +88,7 @@ export function convergenceFilter(state, onChange) {
 
 /** Overlay, opacity, colormap and sign; onChange() after any of them changed (the opacity slider debounced). */
 export function displayControls(state, onChange) {
-  const colorbar = el("img", { class: "colorbar", alt: `${state.cmap} colour scale`, src: `/api/v1/colormaps/${state.cmap}` });
+  const colorbar = el("img", { class: "colorbar", alt: `${state.cmap} colour scale`, src: url(`api/v1/colormaps/${state.cmap}`) });
   const scale = el("span", { class: "scale-labels" }, el("span", {}, state.sign === "all" ? "−" : "low"), el("span", {}, state.sign === "all" ? "+" : "high"));
   const overlay = el("label", { class: "switch" },
     el("input", { type: "checkbox", id: "overlay", role: "switch", checked: state.overlay === "1", onchange: (event) => {
@@ -106,7 +106,7 @@ export function displayControls(state, onChange) {
     } });
   const cmap = el("select", { id: "cmap", "aria-label": "colormap", onchange: (event) => {
     state.cmap = event.target.value;
-    colorbar.src = `/api/v1/colormaps/${state.cmap}`;
+    colorbar.src = url(`api/v1/colormaps/${state.cmap}`);
     colorbar.alt = `${state.cmap} colour scale`;
     onChange();
   } }, CMAPS.map((name) => el("option", { value: name, selected: name === state.cmap }, name)));

@@ -1,6 +1,6 @@
 // The summary list: every summary directory below the served folder, filtered by text, refreshed while runs go on.
 import { debounce, el, fill, getJSON, localTime, plural, progressBar, readQuery, relativeTime, showError, statusBadge,
-  writeQuery } from "./util.js";
+  url, writeQuery } from "./util.js";
 
 const POLL_MS = 5000;
 const container = document.getElementById("summaries");
@@ -24,12 +24,12 @@ function summaryRow(row) {
     } });
   const name = broken
     ? el("span", { class: "name" }, row.name)
-    : el("a", { class: "name", href: `/s/${row.id}` }, row.name);
+    : el("a", { class: "name", href: url(`s/${row.id}`) }, row.name);
   const status = row.status === "running"
     ? el("div", { class: "status-line" }, statusBadge(row), progressBar(row.progress.done, row.progress.total))
     : statusBadge(row);
   const links = broken ? el("span", { class: "muted" }, "–") : el("span", { class: "row-links" },
-    el("a", { href: `/s/${row.id}` }, "Browse"), el("a", { href: `/s/${row.id}/scores` }, "Scores"));
+    el("a", { href: url(`s/${row.id}`) }, "Browse"), el("a", { href: url(`s/${row.id}/scores`) }, "Scores"));
   const tr = el("tr", { class: broken ? "broken" : "", dataset: { id: row.id } },
     el("td", { class: "select" }, check),
     el("td", {}, name, el("div", { class: "path muted" }, row.path)),
@@ -80,7 +80,7 @@ async function load() {
   controller = new AbortController();
   const q = filter.value.trim();
   try {
-    const data = await getJSON(`/api/v1/summaries?limit=1000${q ? "&q=" + encodeURIComponent(q) : ""}`, { signal: controller.signal });
+    const data = await getJSON(url(`api/v1/summaries?limit=1000${q ? "&q=" + encodeURIComponent(q) : ""}`), { signal: controller.signal });
     render(data);
   } catch (error) {
     if (error.name !== "AbortError") showError(container, error);
@@ -93,7 +93,7 @@ filter.addEventListener("input", debounce(() => {
   load();
 }, 150));
 compareButton.addEventListener("click", () => {
-  window.location.href = `/compare?ids=${[...selected].join(",")}`;
+  window.location.href = url(`compare?ids=${[...selected].join(",")}`);
 });
 load();
 setInterval(() => { if (!document.hidden) load(); }, POLL_MS);

@@ -1,10 +1,10 @@
 // The evaluation page: explainer x metric table, a comprehensive score with editable weights, plotly charts and
 // the confusion of ground truth and top-1 predictions. Every control is in the URL, so a link shows the same view.
 import { drawFigure, el, fill, getJSON, meanText, percent, readQuery, score, showError,
-  summaryHeader, writeQuery } from "./util.js";
+  summaryHeader, url, writeQuery } from "./util.js";
 
 const SUMMARY = document.body.dataset.summary;
-const API = `/api/v1/summaries/${SUMMARY}`;
+const API = url(`api/v1/summaries/${SUMMARY}`);
 const POLL_MS = 5000;
 const SORTS = [["score", "best score"], ["count", "most values"], ["name", "name"]];
 const LIMITS = [20, 50, 100];
@@ -276,7 +276,7 @@ function renderCharts() {
 // -- confusion ---------------------------------------------------------------------------------------------------
 
 function samplesLink(truth, predicted) {
-  return truth === predicted ? `/s/${SUMMARY}?labels=${truth}&types=TP` : `/s/${SUMMARY}?labels=${predicted}&types=FP&truth=${truth}`;
+  return url(truth === predicted ? `s/${SUMMARY}?labels=${truth}&types=TP` : `s/${SUMMARY}?labels=${predicted}&types=FP&truth=${truth}`);
 }
 
 /** The confusion matrix as a table: each cell a link to its samples, shaded by its share of the row (green on the

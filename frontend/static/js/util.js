@@ -9,6 +9,15 @@ export const TYPE_HELP = {
   TN: "true negative: explained (top-k) but neither",
 };
 
+/** The dashboard's root path, "/" or the prefix a reverse proxy forwards (e.g. "/xai/"), as the page's head
+ * names it: every address the JS builds starts here. */
+export const ROOT = document.querySelector('meta[name="xaiboard-root"]')?.content || "/";
+
+/** An address of this dashboard: url("api/v1/summaries") is "/api/v1/summaries", or "/xai/api/v1/summaries". */
+export function url(path) {
+  return ROOT + String(path).replace(/^\/+/, "");
+}
+
 /** Create an element: el("a", {href: "/", class: "x", onclick: fn}, "text", child, ...). */
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -178,7 +187,7 @@ export function loadPlotly() {
       if (window.Plotly) { resolve(window.Plotly); return; }
       requestAnimationFrame(() => setTimeout(() => { // after the next paint
         const script = document.createElement("script");
-        script.src = source ? source.content : "/vendor/plotly.min.js";
+        script.src = source ? source.content : url("vendor/plotly.min.js");
         script.onload = () => resolve(window.Plotly);
         script.onerror = () => { plotlyLoading = null; script.remove(); reject(new Error("plotly.js could not be loaded")); };
         document.head.append(script);
@@ -221,8 +230,8 @@ export function summaryHeader(detail, current) {
     ? el("span", { class: "status-line" }, statusBadge(detail), progressBar(detail.progress.done, detail.progress.total))
     : statusBadge(detail);
   const tabs = el("nav", { class: "tabs" },
-    el("a", { href: `/s/${detail.id}`, class: current === "browser" ? "tab active" : "tab" }, "Saliency maps"),
-    el("a", { href: `/s/${detail.id}/scores`, class: current === "scores" ? "tab active" : "tab" }, "Evaluation"));
+    el("a", { href: url(`s/${detail.id}`), class: current === "browser" ? "tab active" : "tab" }, "Saliency maps"),
+    el("a", { href: url(`s/${detail.id}/scores`), class: current === "scores" ? "tab active" : "tab" }, "Evaluation"));
   return el("div", { class: "summary-head" },
     el("div", { class: "title-row" }, el("h1", {}, detail.name), status),
     el("div", { class: "path muted" }, detail.path),
