@@ -1,7 +1,7 @@
 """Write PNG screenshots of every dashboard page to ``docs/screenshots/`` (``make screenshots``).
 
 Runs the demo (two digits runs with different seeds, to compare, the multi-label shapes run, whose large view
-shows boxes, and the pretrained photos run at 224 x 224 with 1000 classes) into a temporary folder, serves it with the real server and photographs each page in Chromium; the
+shows boxes, the shapes Vision Transformer, whose attention heads the Inside panel shows, and the pretrained photos run at 224 x 224 with 1000 classes) into a temporary folder, serves it with the real server and photographs each page in Chromium; the
 list is taken while a further run is still writing, to show its progress. Without
 the runner (no torch), synthetic summaries from the server tests stand in. Fails when a page logs a console error.
 """
@@ -31,13 +31,15 @@ IMAGES_LOADED = ("() => [...document.querySelectorAll('img')].filter((i) => { co
 
 
 def write_summaries(base: Path, samples: int) -> None:
-    """The demo runs: two digits seeds (to compare) and the multi-label shapes."""
+    """The demo runs: two digits seeds (to compare), the multi-label shapes with the CNN and with the ViT."""
     from xaiboard.runner.demo import run_demo
 
     # Two digits runs draw different test splits; with enough samples a few digits are in both, to compare.
     for dataset, seed, count in (("digits", 0, 2 * samples), ("digits", 1, 2 * samples), ("shapes", 0, samples)):
         print(f"running the {dataset} demo with seed {seed} on {count} samples…", file=sys.stderr)
         run_demo(dataset=dataset, samples=count, out=base / f"seed-{seed}", serve=False, seed=seed, progress=False)
+    print(f"running the shapes demo with the Vision Transformer on {samples} samples…", file=sys.stderr)
+    run_demo(dataset="shapes", model="vit", samples=samples, out=base / "seed-0", serve=False, progress=False)
 
 
 def add_photos(base: Path, existing: Path | None, samples: int) -> None:
@@ -116,7 +118,8 @@ def main() -> None:
             rows = json.load(response)["summaries"]
         ids = {row["path"]: row["id"] for row in rows}
         first, second, shapes = ids["seed-0/digits"], ids["seed-1/digits"], ids["seed-0/shapes"]
-        photos = ids["seed-0/photos"]
+        photos, vit = ids["seed-0/photos"], ids["seed-0/shapes-vit"]
+        vit_sample, vit_label = first_true_positive(url, vit)
         sample, zoom_label = first_true_positive(url, shapes)
         photo, photo_label = first_true_positive(url, photos)
         scored, scored_label = first_with_curves(url, photos)
@@ -135,8 +138,19 @@ def main() -> None:
             ("11-integrated-gradients", f"/s/{photos}?zoom={scored}&zl={scored_label}", False),
             ("12-faithfulness-curves", f"/s/{photos}?zoom={scored}&zl={scored_label}"
                                        "&explainers=GradCAM,Gradient,IntegratedGradients,Occlusion,RISE,Random", False),
+            ("13-inside-feature-maps", f"/s/{photos}?zoom={photo['id']}&zl={photo_label}", False),
+            ("14-inside-vit-attention", f"/s/{vit}?zoom={vit_sample['id']}&zl={vit_label}"
+                                        "&explainers=AttentionRollout,GradCAM,Gradient,IntegratedGradients", False),
+            ("15-vit-browser", f"/s/{vit}?explainers=AttentionRollout,GradCAM,Gradient,IntegratedGradients", False),
         ]
-        actions = {"10-photos-label-filter": lambda page: page.click("#label-filter summary")}
+        actions = {
+            "10-photos-label-filter": lambda page: page.click("#label-filter summary"),
+            # the second attention layer, heads sorted by how much they attend to the shapes' boxes
+            "14-inside-vit-attention": lambda page: (
+                page.wait_for_selector("#zoom .inside[data-state='drawn']"),
+                page.click("#zoom .inside-tab[data-layer='blocks.2.attn']"),
+                page.select_option("#zoom .inside-sort", "box")),
+        }
         # the zoom view's diagnostics panels, photographed alone once drawn
         panels = {"11-integrated-gradients": "integrated-gradients", "12-faithfulness-curves": "curves"}
         args.out.mkdir(parents=True, exist_ok=True)
@@ -156,7 +170,14 @@ def main() -> None:
                     actions[name](page)
                 page.wait_for_timeout(300)
                 target = args.out / f"{name}.png"
-                if name in panels:
+                if name.startswith("13-inside") or name.startswith("14-inside"):
+                    page.wait_for_selector("#zoom .inside[data-state='drawn']")
+                    panel = page.locator("#zoom .inside-panel")
+                    panel.scroll_into_view_if_needed()
+                    page.wait_for_function(IMAGES_LOADED)
+                    page.wait_for_timeout(500)
+                    panel.screenshot(path=str(target))
+                elif name in panels:
                     page.wait_for_selector("#zoom .diagnostics[data-state='drawn']")
                     panel = page.locator(f"#zoom .diag-panel[data-panel='{panels[name]}']")
                     panel.scroll_into_view_if_needed()

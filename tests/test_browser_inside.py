@@ -26,7 +26,8 @@ TOP_K = 4
 VIT_LAYERS = ["patch_embed", "blocks.0.attn", "blocks.1.attn"]
 HEADS = 4
 SCALE = 3.0
-CNN, VIT, PLAIN = summary_id("cnn"), summary_id("vit"), summary_id("plain")
+CNN, VIT, PLAIN, WIDE_RUN = summary_id("cnn"), summary_id("vit"), summary_id("plain"), summary_id("wide")
+WIDE = 72  # more filters than the panel shows at first
 PANEL = "#zoom .inside[data-state='drawn']"
 LOADED = """nodes => nodes.length > 0 && nodes.every((i) => i.complete && i.naturalWidth > 0)"""
 
@@ -65,6 +66,14 @@ def root(tmp_path_factory):
     runner = ImageClassificationRunner(root / "vit", vit, items, ["cat", "dog", "owl", "fox", "elk"], device="cpu")
     runner.register_saliency([Gradient(vit), AttentionRollout(vit)])
     runner.register_internals(layers=["patch_embed"], attention=True, scale=SCALE)
+    runner.run(progress=False).close()
+
+    torch.manual_seed(2)
+    wide = torch.nn.Sequential(torch.nn.Conv2d(3, WIDE, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                               torch.nn.Flatten(), torch.nn.Linear(WIDE, 3)).eval()
+    items = [{"image": image, "labels": [i % 3]} for i, image in enumerate(pictures(2, 2))]
+    runner = ImageClassificationRunner(root / "wide", wide, items, ["x", "y", "z"], device="cpu")
+    runner.register_internals(layers=["0"], top_k=3)
     runner.run(progress=False).close()
 
     write_summary(root / "plain", 3, ["Gradient"], uncertainty=False, seed=0)
@@ -295,3 +304,15 @@ def test_a_failed_request_stays_inside_the_panel(page, url):
     page.wait_for_selector(f"#zoom .inside[data-sample='{second_id}'][data-state='failed']")
     assert page.locator("#zoom .zoom-head h2").inner_text() == f"vit_{second_id}.png"
     page.console.errors = [e for e in page.console.errors if "status of 500" not in e]
+
+
+def test_a_wide_layer_shows_the_filters_of_its_kept_channels_first(page, url):
+    open_inside(page, url, WIDE_RUN)
+    kept = [m["channel"] for m in inside_json(page, url, WIDE_RUN)["layers"][0]["maps"]]
+    tiles = page.locator("#zoom .inside-filter")
+    assert [int(i) for i in tiles.evaluate_all("nodes => nodes.map((n) => n.dataset.index)")] == kept
+    assert "those of the 3 channels above" in page.locator("#zoom [data-block='filters']").inner_text()
+    page.click("#zoom .inside-more")
+    assert tiles.count() == WIDE and page.locator("#zoom .inside-more").count() == 0
+    assert sorted(int(i) for i in page.locator("#zoom .inside-filter.kept").evaluate_all(
+        "nodes => nodes.map((n) => n.dataset.index)")) == sorted(kept)

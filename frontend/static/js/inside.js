@@ -57,6 +57,18 @@ function featureTile(layer, map) {
   el("figcaption", {}, el("strong", {}, `ch ${map.channel}`), el("span", {}, range), el("span", {}, `mean ${sig(map.mean, 2)}`)));
 }
 
+// a layer with more filters than this shows those of its kept channels first, the rest on request
+const FILTERS_SHOWN = 64;
+
+function filterTile(layer, url, index, kept) {
+  const [kh, kw] = layer.filters.size;
+  return el("figure", {
+    class: kept ? "inside-tile inside-filter kept" : "inside-tile inside-filter", dataset: { index: String(index) },
+    title: `filter ${index} (${kh}×${kw})${kept ? ": its channel's map is shown above" : ""}` },
+  el("img", { src: url, alt: `filter ${index} of ${layer.name}`, ...tileSize(kw, kh, FILTER_PX) }),
+  el("figcaption", {}, String(index)));
+}
+
 function filtersBlock(layer) {
   const filters = layer.filters;
   if (!filters) return null;
@@ -64,12 +76,22 @@ function filtersBlock(layer) {
   const how = filters.mode === "rgb"
     ? `as RGB: each input colour's weights, on one scale for the layer (${sig(filters.low)} … ${sig(filters.high)})`
     : `the mean over the input channels: blue negative, white 0, red positive (${sig(filters.low)} … ${sig(filters.high)})`;
+  const kept = new Set(layer.maps.map((map) => map.channel));
+  const grid = el("div", { class: "inside-grid inside-filters" });
+  const all = () => filters.urls.map((url, index) => filterTile(layer, url, index, kept.has(index)));
+  let more = null;
+  if (filters.count > FILTERS_SHOWN && layer.maps.every((map) => map.channel < filters.count)) {
+    // one filter per output channel: the kept channels' filters, in the maps' order
+    fill(grid, layer.maps.map((map) => filterTile(layer, filters.urls[map.channel], map.channel, true)));
+    more = el("button", { type: "button", class: "inside-more", onclick: () => { fill(grid, all()); more.remove(); } },
+      `show all ${filters.count} filters`);
+  } else {
+    fill(grid, all());
+  }
   return el("div", { class: "inside-block", dataset: { block: "filters" } },
-    el("div", { class: "inside-block-head" }, el("h4", {}, "Filters"), facts(`${filters.count} kernels of ${kh}×${kw}`, how)),
-    el("div", { class: "inside-grid inside-filters" }, filters.urls.map((url, index) => el("figure", {
-      class: "inside-tile inside-filter", dataset: { index: String(index) }, title: `filter ${index} (${kh}×${kw})` },
-    el("img", { src: url, alt: `filter ${index} of ${layer.name}`, ...tileSize(kw, kh, FILTER_PX) }),
-    el("figcaption", {}, String(index))))));
+    el("div", { class: "inside-block-head" }, el("h4", {}, "Filters"),
+      facts(`${filters.count} kernels of ${kh}×${kw}`, how, more ? `those of the ${kept.size} channels above` : null)),
+    grid, more);
 }
 
 function featuresView(layer) {
