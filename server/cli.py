@@ -130,17 +130,83 @@ def upgrade_command(directory: str) -> None:
         click.echo(f"upgraded {directory} from schema {old} to {new}; backup: {backup}")
 
 
+def _size_text(count: float) -> str:
+    return f"{count / 1e6:.1f} MB" if count >= 1e6 else f"{count / 1e3:.1f} KB"
+
+
+@main.command("export")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--html", "html_path", required=True, type=click.Path(dir_okay=False),
+              help="The self-contained report file to write (opens offline, from an e-mail).")
+@click.option("--samples", default=24, show_default=True, type=click.IntRange(min=0),
+              help="How many samples the gallery shows (the first ones in the filters' order).")
+@click.option("--filter", "filters", multiple=True, metavar="QUERY",
+              help="Which samples, as the saliency browser's URL has it: labels=cat&types=FP, truth=, sort=, "
+                   "unconverged=1, overlay/alpha/cmap/sign; or paste a browser link. Repeatable.")
+@click.option("--explainers", default=None, metavar="A,B", help="Comma-separated explainers to show (default: all).")
+@click.option("--size", default=160, show_default=True, type=click.IntRange(8, 1024),
+              help="Longest side of the images and overlays in px (smaller images keep their size).")
+@click.option("--label-rows", default=3, show_default=True, type=click.IntRange(min=1),
+              help="How many of a sample's explained labels get a row of maps.")
+def export_command(directory: str, html_path: str, samples: int, filters: tuple[str, ...],
+                   explainers: str | None, size: int, label_rows: int) -> None:
+    """Write one HTML file of a summary: overview, evaluation table and charts, and a gallery of samples."""
+    from xaiboard.server.export import ExportError, write_report
+
+    chosen = None if explainers is None else [name.strip() for name in explainers.split(",") if name.strip()]
+    try:
+        report = write_report(directory, html_path, samples=samples, filters=list(filters), explainers=chosen,
+                              size=size, label_rows=label_rows)
+    except ExportError as error:
+        raise click.ClickException(str(error)) from None
+    per_sample = report.bytes_per_sample
+    click.echo(f"wrote {html_path}: {_size_text(report.size)}, {len(report.sample_ids)} sample"
+               f"{'' if len(report.sample_ids) == 1 else 's'} "
+               f"(of {report.matching} matching)"
+               + (f", {_size_text(per_sample)} per sample" if per_sample is not None else "")
+               + (f", plotly.js {_size_text(report.plotly_bytes)}" if report.plotly_bytes else ""))
+
+
+def _checked_token(context: click.Context, parameter: click.Parameter, value: str | None) -> str | None:
+    from xaiboard.server.auth import validate_token
+
+    try:
+        return None if value is None else validate_token(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def _checked_base_url(context: click.Context, parameter: click.Parameter, value: str) -> str:
+    from xaiboard.server.urls import BaseUrlError, normalize_base_url
+
+    try:
+        return normalize_base_url(value)
+    except BaseUrlError as error:
+        raise click.BadParameter(str(error)) from None
+
+
 @main.command("serve")
 @click.argument("base_dir", default=".", type=click.Path(exists=True, file_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 exposes it.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--reload-interval", default=5.0, show_default=True, type=click.FloatRange(min=0.5),
               help="Seconds between re-scans of BASE_DIR for new or changed summaries.")
-def serve_command(base_dir: str, host: str, port: int, reload_interval: float) -> None:
+@click.option("--token", envvar="XAIBOARD_TOKEN", show_envvar=True, callback=_checked_token,
+              help="Require this token on every page and API call. Off the loopback address a random one is "
+                   "generated and printed when none is given.")
+@click.option("--no-auth", is_flag=True, help="Serve a non-loopback address without a token (anyone who can "
+                                                  "reach the port reads every summary).")
+@click.option("--base-url", default="/", show_default=True, callback=_checked_base_url,
+              help="Path prefix a reverse proxy forwards unchanged, e.g. /xai/.")
+def serve_command(base_dir: str, host: str, port: int, reload_interval: float, token: str | None, no_auth: bool,
+                  base_url: str) -> None:
     """Serve the dashboard over every summary directory below BASE_DIR (read-only)."""
     from xaiboard.server.serving import serve
 
-    serve(base_dir, host=host, port=port, reload_interval=reload_interval)
+    if no_auth and token is not None:
+        raise click.UsageError("--no-auth and a token (--token or XAIBOARD_TOKEN) exclude each other")
+    serve(base_dir, host=host, port=port, reload_interval=reload_interval, token=token, auth=not no_auth,
+          base_url=base_url)
 
 
 @main.command("demo")
