@@ -86,3 +86,19 @@ def test_demo_data_and_training_are_deterministic_for_a_seed():
                          loss=torch.nn.functional.binary_cross_entropy_with_logits, batch_size=16)
         weights.append(network.classifier.weight.detach().clone())
     assert torch.equal(weights[0], weights[1])
+
+
+@pytest.mark.slow
+def test_the_vit_demo_learns_the_shapes_and_keeps_its_attention(tmp_path, capsys):
+    summary_dir = run_demo("shapes", model="vit", samples=6, out=tmp_path, serve=False, seed=0, progress=False)
+    assert summary_dir == tmp_path / "shapes-vit"
+    f1 = float(re.search(r"F1 ([0-9.]+)", capsys.readouterr().out).group(1))
+    assert f1 >= 0.85, "the ViT learns the shape forms"
+    with Summary.open(summary_dir) as summary:
+        assert [e.name for e in summary.explainers()][:2] == ["AttentionRollout", "GradCAM"]
+        attention = summary.attention_maps(0)
+        assert list(attention) == [f"blocks.{i}.attn" for i in range(4)]
+        assert all(heads.shape == (4, 4, 4) for heads in attention.values()), "4 heads over the 4 x 4 patch grid"
+        assert summary.intervention(0) is not None and summary.filters("patch_embed").display.shape == (64, 8, 8, 3)
+        hits = summary.score_values("AttentionRollout", "PointingGame")
+        assert len(hits) > 0 and len(summary.score_values("GradCAM", "PointingGame")) > 0, "both judged on the boxes"
