@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from xaiboard import __version__
-from xaiboard.store import Summary, SummaryError, find_summary_dirs
+from xaiboard.store import DB_NAME, Summary, SummaryError, find_summary_dirs
 from xaiboard.store import upgrade as upgrade_summary
 
 
@@ -128,6 +128,22 @@ def upgrade_command(directory: str) -> None:
         click.echo(f"{directory} is already at schema {new}")
     else:
         click.echo(f"upgraded {directory} from schema {old} to {new}; backup: {backup}")
+
+
+@main.command("merge")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--partial", is_flag=True, help="Merge what the shards hold even if ranks are missing or unfinished.")
+def merge_command(directory: str, partial: bool) -> None:
+    """Write the single-file summary DIRECTORY/xaiboard.db of a run sharded by torchrun or srun (the shards stay)."""
+    from xaiboard.store.shards import merge_shards
+
+    try:
+        merged = merge_shards(directory, partial=partial)
+    except SummaryError as error:
+        raise click.ClickException(str(error)) from None
+    missing = f"; ranks {', '.join(map(str, merged['missing']))} missing" if merged["missing"] else ""
+    click.echo(f"merged {merged['shards']} shards into {Path(directory) / DB_NAME}: {merged['samples']} samples, "
+               f"{merged['status']}{missing}")
 
 
 def _size_text(count: float) -> str:

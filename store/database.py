@@ -36,6 +36,8 @@ from .errors import (
 )
 
 DB_NAME = "xaiboard.db"
+#: the folder of a sharded run's per-rank databases
+SHARDS = "shards"
 BUSY_TIMEOUT_MS = 10_000
 
 
@@ -44,8 +46,26 @@ def db_path(directory: str | Path) -> Path:
     return Path(directory) / DB_NAME
 
 
+def shard_dirs(directory: str | Path) -> list[Path]:
+    """The shards of a run sharded over processes (``DIR/shards/rank-00000`` ...), by rank; [] for other runs."""
+    try:
+        return sorted(path.parent for path in (Path(directory) / SHARDS).glob("rank-*/" + DB_NAME) if path.is_file())
+    except OSError:
+        return []
+
+
 def file_signature(directory: Path) -> tuple[int, ...] | None:
-    """What changes when a summary database is written or replaced; None when the file is gone."""
+    """What changes when a summary database (or any shard of a sharded one) is written or replaced; None when the
+    file is gone. Its first number changes only when the file is replaced."""
+    if not db_path(directory).is_file():
+        parts = [_one_signature(shard) for shard in shard_dirs(directory)]
+        if not parts or any(part is None for part in parts):
+            return None
+        return (parts[0][0], len(parts)) + tuple(value for part in parts for value in part)  # type: ignore[index]
+    return _one_signature(directory)
+
+
+def _one_signature(directory: Path) -> tuple[int, ...] | None:
     db = db_path(directory)
     try:
         stat = os.stat(db)
@@ -61,8 +81,8 @@ def file_signature(directory: Path) -> tuple[int, ...] | None:
 
 
 def is_summary_dir(directory: str | Path) -> bool:
-    """A directory is a summary directory when it holds ``xaiboard.db``."""
-    return db_path(directory).is_file()
+    """A directory is a summary directory when it holds ``xaiboard.db``, or the shards of a sharded run."""
+    return db_path(directory).is_file() or bool(shard_dirs(directory))
 
 
 def alembic_config() -> Config:

@@ -6,13 +6,14 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from .database import DB_NAME
+from .database import SHARDS, is_summary_dir
 
 MAX_DEPTH = 6
 
 
 def find_summary_dirs(base: str | Path, max_depth: int = MAX_DEPTH) -> Iterator[Path]:
-    """Yield every directory below ``base`` (itself included) that holds ``xaiboard.db``, sorted by path.
+    """Yield every directory below ``base`` (itself included) that holds ``xaiboard.db`` or a sharded run's
+    ``shards/`` (not the shards themselves), sorted by path.
 
     Descends at most ``max_depth`` levels, skips hidden directories, and ignores symlinks that resolve outside
     ``base``; directories it cannot list are skipped.
@@ -20,7 +21,8 @@ def find_summary_dirs(base: str | Path, max_depth: int = MAX_DEPTH) -> Iterator[
     root = Path(base).resolve()
 
     def walk(directory: Path, depth: int) -> Iterator[Path]:
-        if (directory / DB_NAME).is_file():
+        summary = is_summary_dir(directory)
+        if summary:
             yield directory
         if depth >= max_depth:
             return
@@ -29,8 +31,8 @@ def find_summary_dirs(base: str | Path, max_depth: int = MAX_DEPTH) -> Iterator[
         except OSError:
             return
         for entry in entries:
-            if entry.name.startswith("."):
-                continue
+            if entry.name.startswith(".") or (summary and entry.name == SHARDS):
+                continue  # a sharded run's shards are parts of it, not summaries of their own
             try:
                 if not entry.is_dir():
                     continue

@@ -20,7 +20,7 @@ from . import arrays, codec
 from .columns import ColumnQueries
 from .diagnostics import DiagnosticQueries
 from .internals import InternalQueries
-from .database import open_readonly, writable_engine, db_path, current_revision, check_revision
+from .database import check_revision, current_revision, db_path, open_readonly, shard_dirs, writable_engine
 from .errors import NotASummaryError, QueryError
 from .models import (
     PREDICTION_TYPES,
@@ -73,7 +73,14 @@ class Summary(SampleQueries, ScoreQueries, ColumnQueries, DiagnosticQueries, Int
         """Open a summary directory. Raises a :class:`~xaiboard.store.SummaryError` with a one-line reason when the
         directory is not a readable summary at this xaiboard's schema revision."""
         path = Path(path)
-        if readonly:
+        if readonly and not db_path(path).is_file() and shard_dirs(path):
+            from .shards import sharded_engine
+
+            engine = sharded_engine(path)
+            revision = current_revision(engine)
+            assert revision is not None
+            check_revision(revision, path, reading=True)
+        elif readonly:
             engine, revision = open_readonly(path)
         else:
             if not db_path(path).is_file():

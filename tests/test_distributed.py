@@ -8,10 +8,12 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -45,7 +47,7 @@ def finish(process: subprocess.Popen, timeout: float = 240) -> str:
 
 def rows(directories: list[Path]) -> dict[str, dict]:
     """Everything a run stored, keyed by what identifies it, over one summary or several shards."""
-    result: dict[str, dict] = {"samples": {}, "predictions": {}, "maps": {}, "scores": {}}
+    result: dict[str, Any] = {"samples": {}, "predictions": {}, "maps": {}, "scores": {}, "aggregates": None}
     for directory in directories:
         with Summary.open(directory) as summary:
             for sample_id, name in summary.sample_names().items():
@@ -60,6 +62,10 @@ def rows(directories: list[Path]) -> dict[str, dict]:
                             sample_id, label.label_index, explainer)
             for explainer, metric, sample_id, label, value in summary.scores():
                 result["scores"][(explainer, metric, sample_id, label)] = value
+            if len(directories) == 1:
+                result["aggregates"] = [(a.explainer, a.metric, a.value, a.count,
+                                         [(c.label_index, c.mean, c.count) for c in a.per_class])
+                                        for a in summary.aggregates()]
     return result
 
 
@@ -76,6 +82,12 @@ def assert_same_rows(got: dict, expected: dict) -> None:
         assert (got["scores"][key] is None) == (value is None), key
         if value is not None:
             assert got["scores"][key] == pytest.approx(value, abs=1e-4), key
+    if got["aggregates"] is not None:
+        assert [a[:2] + (a[3],) for a in got["aggregates"]] == [a[:2] + (a[3],) for a in expected["aggregates"]]
+        for mine, theirs in zip(got["aggregates"], expected["aggregates"]):
+            assert mine[2] == pytest.approx(theirs[2], abs=1e-4), mine[:2]
+            assert [c[0] for c in mine[4]] == [c[0] for c in theirs[4]]
+            assert [c[1] for c in mine[4]] == pytest.approx([c[1] for c in theirs[4]], abs=1e-4, nan_ok=True)
 
 
 def shards(run: Path, count: int = 2) -> list[Path]:
@@ -89,10 +101,18 @@ def reference(tmp_path_factory) -> dict:
     return rows([out])
 
 
-@pytest.mark.slow
-def test_two_ranks_write_exactly_the_rows_of_one_process(tmp_path, reference):
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory) -> Path:
+    """A run of the script under torchrun with two ranks (to be copied before changing it)."""
+    run = tmp_path_factory.mktemp("sharded") / "run"
     finish(launch(run, 2))
+    return run
+
+
+@pytest.mark.slow
+def test_two_ranks_write_exactly_the_rows_of_one_process(tmp_path, sharded, reference):
+    run = tmp_path / "run"
+    shutil.copytree(sharded, run)
     assert sorted(p.name for p in (run / "shards").iterdir()) == ["rank-00000", "rank-00001", "world.json"]
     assert not (run / "xaiboard.db").exists(), "ranks write only their shards"
     for rank, directory in enumerate(shards(run)):
@@ -104,6 +124,33 @@ def test_two_ranks_write_exactly_the_rows_of_one_process(tmp_path, reference):
     world = json.loads((run / "shards" / "world.json").read_text())
     assert world["world_size"] == 2 and "shard" not in world["config"]
     assert_same_rows(rows(shards(run)), reference)
+    assert_same_rows(rows([run]), reference)  # the shards read as one summary: aggregates over both
+
+    assert merge_command(run).exit_code == 0
+    merged = tables(run / "xaiboard.db")
+    assert_same_rows(rows([run]), reference)  # now the single file
+    with Summary.open(run) as summary:
+        assert summary.run().status == "complete" and "shard" not in summary.run().config
+    assert merge_command(run).exit_code == 0 and tables(run / "xaiboard.db") == merged, "merging again: the same"
+    assert sorted(p.name for p in run.iterdir()) == ["shards", "xaiboard.db"], "nothing left of the merge"
+
+
+def merge_command(run: Path, *options: str):
+    from click.testing import CliRunner
+
+    from xaiboard.server.cli import main
+
+    return CliRunner().invoke(main, ["merge", str(run), *options])
+
+
+def tables(path: Path) -> dict[str, list]:
+    """Every row of every table, ordered: what two merges must agree on."""
+    connection = sqlite3.connect(path)
+    try:
+        names = [n for (n,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {name: sorted(map(repr, connection.execute(f'SELECT * FROM "{name}"'))) for name in names}
+    finally:
+        connection.close()
 
 
 @pytest.mark.slow
@@ -127,8 +174,38 @@ def test_a_killed_rank_is_completed_by_launching_again(tmp_path, reference):
     with Summary.open(shard_dir(run, 1)) as summary:
         left = summary.run()
     assert left.status == "running" and 1 <= left.progress_done < 7, "killed mid-run: some samples kept"
+    with Summary.open(shard_dir(run, 0)) as summary:
+        first = summary.run()
+    with Summary.open(run) as summary:  # the run as one, as the dashboard shows it
+        whole = summary.run()
+        assert whole.status == "running" and whole.progress_done == first.progress_done + left.progress_done
+        assert whole.progress_total == 14 and summary.num_samples() == whole.progress_done
+    refused = merge_command(run)
+    assert refused.exit_code != 0 and "not complete" in refused.output and "--partial" in refused.output
+    assert not (run / "xaiboard.db").exists()
+    show_live(tmp_path, whole.progress_done)
     finish(launch(run, 2))
     assert_same_rows(rows(shards(run)), reference)
+    assert_same_rows(rows([run]), reference)
+
+
+def show_live(base: Path, done: int) -> None:
+    """The server lists the sharded run once, with its progress summed, and serves its samples and images."""
+    from xaiboard.server import create_app
+
+    app = create_app(base, reload_interval=0)
+    try:
+        client = app.test_client()
+        listed = client.get("/api/v1/summaries").get_json()["summaries"]
+        assert [row["path"] for row in listed] == ["run"], "the shards are parts of the run, not summaries"
+        row = listed[0]
+        assert row["status"] == "running" and row["progress"]["done"] == done
+        samples = client.get(f"/api/v1/summaries/{row['id']}/samples?limit=50").get_json()
+        assert samples["total"] == done
+        image = client.get(f"/api/v1/summaries/{row['id']}/images/{samples['samples'][0]['id']}")
+        assert image.status_code == 200 and image.mimetype.startswith("image/")
+    finally:
+        app.extensions["xaiboard.registry"].close()
 
 
 def test_the_rank_comes_from_torchrun_or_slurm():
@@ -157,3 +234,32 @@ def test_ranks_refuse_another_configuration(tmp_path):
     shutil.rmtree(tmp_path / "shards")
     with pytest.raises(InvalidInputError, match="did not record"):
         agree_on_config(tmp_path, Rank(1, 2), config, timeout_s=0.3)
+
+
+@pytest.mark.slow
+def test_merging_refuses_shards_of_another_run_and_a_killed_merge_leaves_nothing(tmp_path, sharded, monkeypatch):
+    from xaiboard.store import SummaryError
+    from xaiboard.store import shards as shard_store
+
+    run = tmp_path / "run"
+    shutil.copytree(sharded, run)
+    connection = sqlite3.connect(shard_dir(run, 1) / "xaiboard.db")
+    with connection:
+        config = json.loads(connection.execute("SELECT config FROM run").fetchone()[0])
+        connection.execute("UPDATE run SET config = ?", (json.dumps({**config, "top_k": 3}),))
+    connection.close()
+    for attempt in (lambda: Summary.open(run), lambda: shard_store.merge_shards(run, partial=True)):
+        with pytest.raises(SummaryError, match="rank-00001 does not belong to the run of rank-00000"):
+            attempt()
+    shutil.rmtree(run)
+    shutil.copytree(sharded, run)
+
+    def killed(*_args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shard_store, "_copy_rows", killed)
+    with pytest.raises(KeyboardInterrupt):
+        shard_store.merge_shards(run)
+    assert sorted(p.name for p in run.iterdir()) == ["shards"], "no half-written summary, no leftovers"
+    with Summary.open(run) as summary:
+        assert summary.run().status == "complete" and summary.num_samples() == 14
