@@ -12,10 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from test_auth import EXPLAINERS, TOKEN, cookie_of, route_urls
-from test_server_registry import write_summary
+from test_auth import TOKEN, cookie_of, root, route_urls, summary  # noqa: F401 (fixtures)
 from xaiboard.server import create_app
-from xaiboard.server.registry import summary_id
 from xaiboard.server.serving import make_server, shutdown
 from xaiboard.server.urls import BaseUrlError, normalize_base_url
 
@@ -54,18 +52,6 @@ def json_urls(value, key: str = "") -> list[str]:
     if isinstance(value, str) and (key.endswith(("url", "urls")) or "/api/v1" in value):
         return [value]
     return []
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("base")
-    write_summary(root / "run", 6, EXPLAINERS, uncertainty=True, seed=0)
-    return root
-
-
-@pytest.fixture(scope="module")
-def summary() -> str:
-    return summary_id("run")
 
 
 @pytest.fixture(scope="module")
@@ -189,13 +175,8 @@ def chromium():
     """A browser profile of its own (no cookie yet); skips where Playwright or Chromium is missing."""
     import test_browser as tb  # skips this test, not the module, without Chromium
 
-    manager = tb.playwright_api.sync_playwright().start()
-    browser = manager.chromium.launch(executable_path=tb.CHROMIUM, args=tb.CHROMIUM_ARGS, headless=True)
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
-    yield tb, context
-    context.close()
-    browser.close()
-    manager.stop()
+    with tb.chromium_context(1280, 860) as context:
+        yield tb, context
 
 
 @pytest.mark.browser

@@ -10,7 +10,10 @@ import os
 import re
 import shutil
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +36,20 @@ IMAGES_LOADED = ("() => { const images = [...document.querySelectorAll('img.map,
                  " const due = images.filter((i) => i.loading !== 'lazy' || seen(i));"
                  " return due.length > 0 && due.every((i) => i.complete && i.naturalWidth > 0); }")
 
+
+
+@contextmanager
+def chromium_context(width: int, height: int) -> Iterator[Any]:
+    """A browser context of the system Chromium, for a module's own fixture; closed with everything under it."""
+    manager = playwright_api.sync_playwright().start()
+    browser = manager.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    try:
+        context = browser.new_context(viewport={"width": width, "height": height})
+        yield context
+        context.close()
+    finally:
+        browser.close()
+        manager.stop()
 
 
 def current_url(page) -> str:

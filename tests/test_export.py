@@ -289,14 +289,8 @@ def test_a_running_summary_exports_what_it_has(tmp_path):
 @pytest.fixture(scope="module")
 def chromium():
     browser_tests = pytest.importorskip("test_browser", reason="playwright or chromium is missing")
-    manager = browser_tests.playwright_api.sync_playwright().start()
-    browser = manager.chromium.launch(executable_path=browser_tests.CHROMIUM, args=browser_tests.CHROMIUM_ARGS,
-                                      headless=True)
-    context = browser.new_context(viewport={"width": 1360, "height": 900})
-    yield browser_tests, context
-    context.close()
-    browser.close()
-    manager.stop()
+    with browser_tests.chromium_context(1360, 900) as context:
+        yield browser_tests, context
 
 
 @pytest.mark.browser

@@ -118,14 +118,8 @@ def test_report_holds_the_report_file_in_a_sandboxed_frame(runs):
 @pytest.fixture(scope="module")
 def chromium():
     browser_tests = pytest.importorskip("test_browser", reason="playwright or chromium is missing")
-    manager = browser_tests.playwright_api.sync_playwright().start()
-    browser = manager.chromium.launch(executable_path=browser_tests.CHROMIUM, args=browser_tests.CHROMIUM_ARGS,
-                                      headless=True)
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    yield browser_tests, context
-    context.close()
-    browser.close()
-    manager.stop()
+    with browser_tests.chromium_context(1280, 1000) as context:
+        yield browser_tests, context
 
 
 @pytest.fixture(scope="module")
