@@ -36,9 +36,14 @@ def unpatched() -> bool:
             and not module._STACK and not module._SESSIONS)
 
 
+def hooks_of(model: nn.Module) -> list[tuple]:
+    """Every hook and patched forward on the model, to check that capture leaves none of its own behind."""
+    return [(name, tuple(m._forward_hooks), tuple(m._forward_pre_hooks), m.__dict__.get("forward"))
+            for name, m in model.named_modules()]
+
+
 def no_hooks(model: nn.Module) -> bool:
-    return all(not m._forward_hooks and not m._forward_pre_hooks and "forward" not in m.__dict__
-               for m in model.modules())
+    return all(not hooks and not pre and forward is None for _, hooks, pre, forward in hooks_of(model))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -234,18 +239,24 @@ def test_attention_rollout_layers_and_check() -> None:
 
 
 def test_hf_vit_attention_matches_output_attentions() -> None:
+    """HF ViT returns attentions only from its eager implementation; capture must match them on the default one too."""
     transformers = pytest.importorskip("transformers")
-    config = transformers.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
-                                    num_attention_heads=4, intermediate_size=64, num_labels=3)
+    config = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                  num_attention_heads=4, intermediate_size=64, num_labels=3)
     torch.manual_seed(0)
-    model = transformers.ViTForImageClassification(config).eval()
+    model = transformers.ViTForImageClassification(transformers.ViTConfig(**config)).eval()
+    eager = transformers.ViTForImageClassification(
+        transformers.ViTConfig(**config, attn_implementation="eager")).eval()
+    eager.load_state_dict(model.state_dict())
     x = images()
     with torch.no_grad():
-        want = model(pixel_values=x, output_attentions=True).attentions
-        with capture_attention(model) as record:
-            model(pixel_values=x)
-    assert len(record) == len(want) == 2
-    for got, reference in zip(record.weights, want):
-        assert torch.allclose(got, reference, atol=1e-5)
+        want = eager(pixel_values=x, output_attentions=True).attentions
+        for subject in (model, eager):
+            before = hooks_of(subject)  # transformers keeps its own output-recording hooks after output_attentions
+            with capture_attention(subject) as record:
+                subject(pixel_values=x)
+            assert len(record) == len(want) == 2
+            for got, reference in zip(record.weights, want):
+                assert torch.allclose(got, reference, atol=1e-5)
+            assert unpatched() and hooks_of(subject) == before
     assert patch_grid(model, (32, 32)) == (4, 4)
-    assert unpatched() and no_hooks(model)
