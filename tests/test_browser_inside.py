@@ -157,7 +157,7 @@ def test_a_cnn_shows_its_top_k_feature_maps_per_layer_and_the_layers_filters(pag
     assert page.locator("#zoom .inside-head, #zoom .inside-rollout, #zoom .inside-intervention").count() == 0
 
 
-def test_the_panel_follows_the_sample_and_keeps_its_layer_when_the_label_changes(page, url, root):
+def test_the_panel_follows_the_sample_and_keeps_its_layer_when_the_label_or_the_sample_changes(page, url, root):
     first_id, second_id = listed(page, url, CNN)[:2]
     open_inside(page, url, CNN, first_id)
     page.click(f"#zoom .inside-tab[data-layer='{CNN_LAYERS[1]}']")
@@ -174,8 +174,8 @@ def test_the_panel_follows_the_sample_and_keeps_its_layer_when_the_label_changes
     page.click("#zoom button[title^='next sample']")
     page.wait_for_selector(f"#zoom .inside[data-sample='{second_id}'][data-state='drawn']")
     with Summary.open(root / "cnn") as summary:
-        first, second = (summary.feature_maps(i, CNN_LAYERS[0]) for i in (first_id, second_id))
-    assert page.locator("#zoom .inside-layer").get_attribute("data-layer") == CNN_LAYERS[0]
+        first, second = (summary.feature_maps(i, CNN_LAYERS[1]) for i in (first_id, second_id))
+    assert page.locator("#zoom .inside-layer").get_attribute("data-layer") == CNN_LAYERS[1], "the layer follows along"
     assert [c.split("\n")[0] for c in feature_captions(page)] == [f"ch {c}" for c in second.channels.tolist()]
     assert not np.allclose(first.means, second.means), "another sample, other activations"
     wait_loaded(page, "#zoom .inside-feature img")
@@ -254,6 +254,33 @@ def test_clicking_a_head_shows_it_large(vit_page):
     img = large.locator("img")
     assert f"/attention/0/2/{VIT_LAYERS[2]}" in img.get_attribute("src")
     assert img.evaluate("i => i.clientWidth") > 2 * page.locator("#zoom .inside-head img").first.evaluate("i => i.clientWidth")
+
+
+def test_the_layer_sort_and_head_shown_are_in_a_link_that_opens_the_same_view(vit_page, url, context):
+    page = vit_page
+    page.click(f"#zoom .inside-tab[data-layer='{VIT_LAYERS[2]}']")
+    page.select_option("#zoom select.inside-sort", "entropy")
+    page.click("#zoom .inside-head[data-head='3']")
+    link = page.url
+    assert "il=blocks.1.attn" in link and "isort=entropy" in link and "ihead=3" in link
+    order = head_order(page)
+    other = new_page(context)  # a colleague opening the pasted link
+    try:
+        other.goto(link)
+        other.wait_for_selector(PANEL, state="attached")
+        assert other.locator("#zoom .inside-layer").get_attribute("data-layer") == VIT_LAYERS[2]
+        assert other.locator("#zoom select.inside-sort").input_value() == "entropy"
+        assert head_order(other) == order
+        assert other.locator("#zoom .inside-head-large").get_attribute("data-head") == "3"
+        assert other.locator("#zoom .inside-head[aria-selected='true']").get_attribute("data-head") == "3"
+    finally:
+        close_page(other)
+    page.click("#zoom button.close")
+    page.wait_for_function("() => !document.querySelector('#zoom').open")
+    assert not any(key in page.url for key in ("il=", "isort=", "ihead=", "zoom=")), "closing leaves a plain link"
+    page.goto(f"{url}/s/{VIT}?zoom=0&il=no.such.layer&isort=nonsense&ihead=x")
+    page.wait_for_selector(PANEL, state="attached")
+    assert page.locator("#zoom .inside-layer").get_attribute("data-layer") == VIT_LAYERS[0], "an unknown layer: the first"
 
 
 def test_the_rollout_and_the_intervention_show_what_the_run_stored(vit_page, url, root):

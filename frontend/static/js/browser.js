@@ -13,7 +13,9 @@ const API = url(`api/v1/summaries/${SUMMARY}`);
 const POLL_MS = 5000;
 const PAGE_SIZES = [10, 20, 50, 100, 200];
 const DEFAULTS = { labels: [], types: [], truth: [], explainers: null, sort: "-prob", unconverged: "0", offset: 0, limit: 20, overlay: "1",
-  alpha: "0.5", cmap: "inferno", sign: "absolute", rl: [], zoom: null, zl: null, lsort: "count", lall: "0" };
+  alpha: "0.5", cmap: "inferno", sign: "absolute", rl: [], zoom: null, zl: null, lsort: "count", lall: "0",
+  il: null, isort: "head", ihead: "0" };
+const INSIDE_SORTS = ["head", "entropy", "box"];
 
 const head = document.getElementById("head");
 const controls = document.getElementById("controls");
@@ -55,6 +57,10 @@ function readState() {
     zl: /^\d+$/.test(q.zl || "") ? q.zl : null,
     lsort: q.lsort in LABEL_SORTS ? q.lsort : DEFAULTS.lsort,
     lall: q.lall === "1" ? "1" : "0",
+    // the zoom view's Inside panel: a layer the sample lacks falls back to its first when drawn
+    il: q.il || null,
+    isort: INSIDE_SORTS.includes(q.isort) ? q.isort : DEFAULTS.isort,
+    ihead: /^\d+$/.test(q.ihead || "") ? q.ihead : DEFAULTS.ihead,
   };
 }
 
@@ -251,8 +257,12 @@ const zoom = createZoom({
     saveState();
   },
   onClose: () => {
-    state.zoom = null;
-    state.zl = null;
+    Object.assign(state, { zoom: null, zl: null, il: null, isort: DEFAULTS.isort, ihead: DEFAULTS.ihead });
+    saveState();
+  },
+  insideView: () => ({ layer: state.il, sort: state.isort, head: parseInt(state.ihead, 10) }),
+  onInsideView: (view) => {
+    Object.assign(state, { il: view.layer, isort: view.sort, ihead: String(view.head) });
     saveState();
   },
 });

@@ -203,17 +203,24 @@ function interventionBlock(intervention) {
 
 // -- the panel ----------------------------------------------------------------------------------------------------
 
-function panel(data) {
-  const view = { layer: data.layers.length ? data.layers[0].name : null, sort: "head", head: 0 };
+function panel(data, start, onChange) {
+  const names = data.layers.map((l) => l.name);
+  const view = {
+    layer: names.includes(start.layer) ? start.layer : names.length ? names[0] : null,
+    sort: start.sort in SORTS ? start.sort : "head",
+    head: Number.isInteger(start.head) ? start.head : 0,
+  };
+  // every change of layer, sort or head reaches the page's URL, so a pasted link opens the same view
+  const changed = new Proxy(view, { set: (target, key, value) => { target[key] = value; onChange({ ...target }); return true; } });
   const body = el("div", { class: "inside-body" });
   const tabs = el("div", { class: "inside-tabs", role: "tablist", "aria-label": "layers" });
   const show = () => {
     const layer = data.layers.find((l) => l.name === view.layer);
     for (const tab of tabs.children) tab.setAttribute("aria-selected", String(tab.dataset.layer === view.layer));
-    fill(body, layer ? (layer.kind === "attention" ? attentionView(layer, data, view) : featuresView(layer)) : null);
+    fill(body, layer ? (layer.kind === "attention" ? attentionView(layer, data, changed) : featuresView(layer)) : null);
   };
   fill(tabs, data.layers.map((layer) => el("button", { type: "button", role: "tab", class: "inside-tab", dataset: { layer: layer.name },
-    onclick: () => { view.layer = layer.name; show(); } },
+    onclick: () => { changed.layer = layer.name; show(); } },
   el("span", {}, layer.name), el("span", { class: `inside-kind kind-${layer.kind}` }, layer.kind === "attention" ? `${layer.heads} heads` : `${layer.kept} maps`))));
   show();
   const extras = [rolloutBlock(data.rollout || []), interventionBlock(data.intervention)].filter(Boolean);
@@ -232,7 +239,8 @@ function live(container) {
 
 /** Fill `container` with the Inside panel of one sample (after the next paint, so the maps are fetched first). It
  * stays hidden while loading and when the summary stored nothing inside; `data-state` goes from "loading" to
- * "drawn", "empty" or "failed" (the error shown inside the container). */
+ * "drawn", "empty" or "failed" (the error shown inside the container). The layer, head sort and head shown start
+ * from `ctx.insideView()` ({layer, sort, head}, each optional) and every change goes to `ctx.onInsideView(view)`. */
 export async function loadInside(container, ctx, sampleId) {
   Object.assign(container.dataset, { sample: String(sampleId), state: "loading" });
   container.hidden = true;
@@ -254,6 +262,7 @@ export async function loadInside(container, ctx, sampleId) {
     return;
   }
   container.hidden = false;
-  fill(container, panel(data));
+  const start = ctx.insideView ? ctx.insideView() : {};
+  fill(container, panel(data, start, (view) => { if (ctx.onInsideView) ctx.onInsideView(view); }));
   container.dataset.state = "drawn";
 }
