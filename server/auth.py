@@ -7,7 +7,8 @@ address without it, so the token stays out of the address bar and the history); 
 response body, header or log line carries the token.
 
 Static files (CSS, JS, the icon) are served without the token: they hold no data, and the login page needs its
-stylesheet.
+stylesheet. Wrong tokens are limited per client address (:mod:`.throttle`): past the limit, presented tokens get 429
+with ``Retry-After`` until the window passes, while browsers holding the cookie go on as before.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from typing import Optional
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, render_template, request
-from werkzeug.exceptions import SecurityError
+from werkzeug.exceptions import HTTPException, SecurityError
 
+from .throttle import Throttle
 from .urls import root
 
 TOKEN_PARAM = "token"
@@ -45,10 +47,20 @@ def validate_token(token: str) -> str:
     return token
 
 
+class TooManyWrongTokens(HTTPException):
+    code = 429
+    description = "too many wrong tokens from this address"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__()
+        self.retry_after = retry_after
+
+
 class TokenAuth:
     """Checks a request's credentials against one token, in constant time."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, throttle: Optional[Throttle] = None) -> None:
+        self.throttle = throttle or Throttle()
         self._token = validate_token(token).encode()
         self.cookie_value = self._derive(b"xaiboard cookie value")
         # one name per token, so two dashboards on one host (cookies ignore ports) do not log each other out
@@ -60,14 +72,26 @@ class TokenAuth:
     def check_token(self, given: Optional[str]) -> bool:
         return given is not None and hmac.compare_digest(given.encode("utf-8", "surrogatepass"), self._token)
 
-    def authenticated(self) -> bool:
-        """Whether this request carries the token as a Bearer header or the cookie."""
-        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and self.check_token(credentials.strip()):
+    def attempt(self, given: Optional[str]) -> bool:
+        """Check a token this request presents, counting a wrong one against the client's address; raises
+        :class:`TooManyWrongTokens` (without checking) while that address is over the limit."""
+        address = request.remote_addr or ""
+        wait = self.throttle.retry_after(address)
+        if wait:
+            raise TooManyWrongTokens(wait)
+        if self.check_token(given):
             return True
+        self.throttle.failed(address)
+        return False
+
+    def authenticated(self) -> bool:
+        """Whether this request carries the cookie or the token as a Bearer header."""
         cookie = request.cookies.get(self.cookie_name)
-        return cookie is not None and hmac.compare_digest(cookie.encode("utf-8", "surrogatepass"),
-                                                          self.cookie_value.encode())
+        if cookie is not None and hmac.compare_digest(cookie.encode("utf-8", "surrogatepass"),
+                                                      self.cookie_value.encode()):
+            return True
+        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and self.attempt(credentials.strip())
 
     def set_cookie(self, response: Response) -> Response:
         response.set_cookie(self.cookie_name, self.cookie_value, max_age=COOKIE_MAX_AGE, path=root(),
@@ -122,6 +146,24 @@ def _wants_json() -> bool:
     return request.path.startswith("/api/") or request.path == "/api"
 
 
+def _login_page(next_path: str, error: Optional[str], status: int = 200) -> Response:
+    response = Response(render_template("login.html", next=next_path, error=error), mimetype="text/html")
+    response.status_code = status
+    return _no_store(response)
+
+
+def _too_many(error: TooManyWrongTokens) -> Response:
+    message = f"Too many wrong tokens from your address: try again in {error.retry_after} s."
+    if _wants_json():
+        response = _no_store(jsonify(error=message))
+        response.status_code = 429
+    else:
+        asked = request.values.get("next") if request.endpoint == "auth.login" else address_without_token()
+        response = _login_page(safe_next(asked), message, 429)
+    response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
 def _refuse() -> Response:
     if _wants_json():
         response = jsonify(error="authentication required: send the header 'Authorization: Bearer TOKEN' or "
@@ -141,7 +183,7 @@ def guard() -> Optional[Response]:
     auth = _current()
     if TOKEN_PARAM in request.args:
         given = request.args.getlist(TOKEN_PARAM)
-        if len(given) == 1 and auth.check_token(given[0]):
+        if auth.attempt(given[0] if len(given) == 1 else None):
             return _no_store(auth.set_cookie(redirect(address_without_token(), 303)))
         return _refuse()
     return None if auth.authenticated() else _refuse()
@@ -164,16 +206,13 @@ def login() -> Response:
     if request.method == "POST":
         if request.headers.get("Sec-Fetch-Site") == "cross-site":
             error, status = "This form only accepts the token from this dashboard's own login page.", 403
-        elif auth.check_token(request.form.get(TOKEN_PARAM)):
+        elif auth.attempt(request.form.get(TOKEN_PARAM)):
             return _no_store(auth.set_cookie(redirect(next_path, 303)))
         else:
             error, status = "That is not this dashboard's token.", 401
     elif auth.authenticated():
         return _no_store(redirect(next_path, 303))
-    response = Response(render_template("login.html", next=next_path, error=error), mimetype="text/html")
-    if error:
-        response.status_code = status
-    return _no_store(response)
+    return _login_page(next_path, error, status if error else 200)
 
 
 @auth_pages.post("/logout")
@@ -212,4 +251,5 @@ def install(app: Flask, token: Optional[str]) -> None:
     app.extensions["xaiboard.auth"] = TokenAuth(token)
     app.before_request(guard)
     app.after_request(private_cache)
+    app.register_error_handler(TooManyWrongTokens, _too_many)
     app.register_blueprint(auth_pages)

@@ -21,6 +21,7 @@ from xaiboard.server.auth import OPEN_ENDPOINTS
 from xaiboard.server.cli import main
 from xaiboard.server.registry import summary_id
 from xaiboard.server.serving import LOOPBACK_NAMES
+from xaiboard.server.throttle import LIMIT, WINDOW, Throttle
 
 TOKEN = "correct-horse-battery-staple-0123456789"
 EXPLAINERS = ["Gradient", "GradCAM"]
@@ -85,6 +86,12 @@ def app(root):
     app = create_app(root, reload_interval=0, token=TOKEN)
     yield app
     app.extensions["xaiboard.registry"].close()
+
+
+@pytest.fixture(autouse=True)
+def fresh_throttle(app):
+    """Each test starts with no wrong tokens counted (the wrong-token tests would add up across the module)."""
+    app.extensions["xaiboard.auth"].throttle.reset()
 
 
 @pytest.fixture(scope="module")
@@ -275,6 +282,74 @@ def test_images_that_need_the_token_are_not_cached_by_shared_caches(app, urls):
     url = client.get(urls["api.one_sample"]).get_json()["image_url"]
     cache = client.get(url).headers["Cache-Control"]
     assert "private" in cache and "public" not in cache
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(app):
+    auth = app.extensions["xaiboard.auth"]
+    kept, clock = auth.throttle, Clock()
+    auth.throttle = Throttle(clock=clock)
+    yield clock
+    auth.throttle = kept
+
+
+def test_wrong_tokens_from_one_address_are_limited_but_the_logged_in_go_on(app, urls, clock):
+    guesser = {"REMOTE_ADDR": "10.0.0.5"}
+    member = logged_in(app)  # logged in before, from the same address (a shared proxy)
+    member.environ_base.update(guesser)
+    client = app.test_client()
+    client.environ_base.update(guesser)
+    for i in range(LIMIT):
+        kind = ("form", "bearer", "link")[i % 3]
+        if kind == "form":
+            assert client.post("/login", data={"token": f"guess-{i}"}).status_code == 401
+        elif kind == "bearer":
+            assert client.get(urls["api.list_summaries"], headers={"Authorization": f"Bearer guess-{i}"}).status_code == 401
+        else:
+            assert client.get(f"/?token=guess-{i}").status_code == 303
+        clock.now += 1
+    # over the limit: even the right token is not checked until the first failure leaves the window
+    form = client.post("/login", data={"token": TOKEN, "next": "/compare"})
+    assert form.status_code == 429 and "Set-Cookie" not in form.headers
+    assert form.headers["Retry-After"] == str(int(WINDOW) - LIMIT) and form.headers["Cache-Control"] == "no-store"
+    assert "Too many wrong tokens" in form.get_data(as_text=True) and 'name="next" value="/compare"' in form.get_data(as_text=True)
+    api = client.get(urls["api.list_summaries"], headers={"Authorization": f"Bearer {TOKEN}"})
+    assert api.status_code == 429 and api.get_json()["error"].startswith("Too many wrong tokens")
+    link = client.get(f"/compare?token={TOKEN}")
+    assert link.status_code == 429 and "Set-Cookie" not in link.headers and TOKEN not in link.get_data(as_text=True)
+    assert client.get(urls["api.list_summaries"]).status_code == 401, "no token presented: the usual answer"
+    assert member.get(urls["pages.browser"]).status_code == 200, "a browser holding the cookie is never slowed"
+    other = app.test_client()
+    other.environ_base.update(REMOTE_ADDR="10.0.0.6")
+    assert other.post("/login", data={"token": TOKEN}).status_code == 303, "another address is not limited"
+    clock.now += WINDOW - LIMIT
+    assert client.post("/login", data={"token": TOKEN}).status_code == 303
+
+
+def test_the_throttle_counts_over_a_sliding_window_and_forgets_old_addresses(monkeypatch):
+    clock = Clock()
+    throttle = Throttle(limit=3, window=10, clock=clock)
+    for step in (0, 4, 8):
+        clock.now = 1000 + step
+        assert throttle.retry_after("a") == 0
+        throttle.failed("a")
+    assert throttle.retry_after("a") == 2  # the failure at 1000 leaves at 1010
+    clock.now = 1010
+    assert throttle.retry_after("a") == 0
+    throttle.failed("a")
+    assert throttle.retry_after("a") == 4  # now the one at 1004 is the oldest of the last three
+    monkeypatch.setattr("xaiboard.server.throttle.MAX_ADDRESSES", 5)
+    for i in range(20):
+        throttle.failed(f"10.1.0.{i}")
+    assert len(throttle._failures) <= 5 and "10.1.0.19" in throttle._failures
 
 
 def test_the_request_log_never_prints_the_token(app, caplog):
