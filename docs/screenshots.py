@@ -139,17 +139,13 @@ def main() -> None:
             ("12-faithfulness-curves", f"/s/{photos}?zoom={scored}&zl={scored_label}"
                                        "&explainers=GradCAM,Gradient,IntegratedGradients,Occlusion,RISE,Random", False),
             ("13-inside-feature-maps", f"/s/{photos}?zoom={photo['id']}&zl={photo_label}", False),
-            ("14-inside-vit-attention", f"/s/{vit}?zoom={vit_sample['id']}&zl={vit_label}"
+            # the second attention layer, heads sorted by how much they attend to the shapes' boxes
+            ("14-inside-vit-attention", f"/s/{vit}?zoom={vit_sample['id']}&zl={vit_label}&il=blocks.2.attn&isort=box"
                                         "&explainers=AttentionRollout,GradCAM,Gradient,IntegratedGradients", False),
             ("15-vit-browser", f"/s/{vit}?explainers=AttentionRollout,GradCAM,Gradient,IntegratedGradients", False),
         ]
         actions = {
             "10-photos-label-filter": lambda page: page.click("#label-filter summary"),
-            # the second attention layer, heads sorted by how much they attend to the shapes' boxes
-            "14-inside-vit-attention": lambda page: (
-                page.wait_for_selector("#zoom .inside[data-state='drawn']"),
-                page.click("#zoom .inside-tab[data-layer='blocks.2.attn']"),
-                page.select_option("#zoom .inside-sort", "box")),
         }
         # the zoom view's diagnostics panels, photographed alone once drawn
         panels = {"11-integrated-gradients": "integrated-gradients", "12-faithfulness-curves": "curves"}

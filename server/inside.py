@@ -136,7 +136,9 @@ def inside_json(summary: Summary, sample_id: int, url: Callable[..., str]) -> di
             })
     change = intervention_json(summary, sample_id, config)
     return {"sample_id": sample_id, "stored": bool(layers) or change is not None, "layers": layers,
-            "has_boxes": bool(sample.boxes), "intervention": change}
+            "has_boxes": bool(sample.boxes), "intervention": change, "width": sample.width, "height": sample.height,
+            "boxes": [{"x": b.x, "y": b.y, "width": b.width, "height": b.height, "label_index": b.label_index}
+                      for b in sample.boxes]}
 
 
 def _scaled(values: np.ndarray, low: float, high: float) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Shared fixtures: synthetic summaries written through the store API (no torch needed)."""
+"""Shared fixtures: synthetic summaries written through the store API (no torch needed), and a dashboard client over
+a module's ``base`` folder."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from xaiboard.server import create_app
 from xaiboard.store import (
     Batch,
     BoxRecord,
@@ -114,3 +116,17 @@ def make_summary(tmp_path: Path) -> Callable[..., Path]:
         return directory
 
     return make
+
+
+@pytest.fixture(scope="module")
+def client(base):
+    """A test client of the dashboard over the module's ``base`` folder of summaries."""
+    app = create_app(base, reload_interval=0)
+    yield app.test_client()
+    app.extensions["xaiboard.registry"].close()
+
+
+@pytest.fixture(scope="module")
+def ids(client) -> dict[str, str]:
+    """Summary ids by their path below ``base``."""
+    return {row["path"]: row["id"] for row in client.get("/api/v1/summaries").get_json()["summaries"]}

@@ -245,9 +245,13 @@ def test_clicking_a_head_shows_it_large(vit_page):
     page.click(f"#zoom .inside-tab[data-layer='{VIT_LAYERS[2]}']")
     large = page.locator("#zoom .inside-head-large")
     assert large.get_attribute("data-head") == "0"
+    page.select_option("#zoom select.inside-sort", "entropy")  # none picked yet: the large head follows the order
+    assert large.get_attribute("data-head") == str(head_order(page)[0])
     page.click("#zoom .inside-head[data-head='2']")
     assert large.get_attribute("data-head") == "2"
     assert large.locator("figcaption strong").inner_text() == "head 2"
+    page.select_option("#zoom select.inside-sort", "box")
+    assert large.get_attribute("data-head") == "2", "a picked head stays picked whatever the order"
     assert page.locator("#zoom .inside-head[aria-selected='true']").evaluate_all("h => h.map((x) => x.dataset.head)") == ["2"]
     page.wait_for_function("() => { const i = document.querySelector('#zoom .inside-head-large img');"
                            " return i.complete && i.naturalWidth > 0; }")
@@ -281,6 +285,29 @@ def test_the_layer_sort_and_head_shown_are_in_a_link_that_opens_the_same_view(vi
     page.goto(f"{url}/s/{VIT}?zoom=0&il=no.such.layer&isort=nonsense&ihead=x")
     page.wait_for_selector(PANEL, state="attached")
     assert page.locator("#zoom .inside-layer").get_attribute("data-layer") == VIT_LAYERS[0], "an unknown layer: the first"
+
+
+def drawn_boxes(page, figure: str) -> list[list[float]]:
+    """The boxes over each image of ``figure``, in the image's pixels, measured from where the browser put them."""
+    return page.locator(f"{figure} .inside-frame").evaluate_all("""frames => frames.flatMap((frame) => {
+        const img = frame.querySelector("img").getBoundingClientRect();
+        const scale = img.width / 32;
+        return [...frame.querySelectorAll("svg.boxes rect")].map((rect) => { const r = rect.getBoundingClientRect();
+            return [(r.x - img.x) / scale, (r.y - img.y) / scale, r.width / scale, r.height / scale]; });
+    })""")
+
+
+def test_the_large_head_and_the_rollout_show_the_samples_boxes_where_they_are(vit_page, url):
+    page = vit_page
+    boxes = inside_json(page, url, VIT)["boxes"]
+    assert [[b["x"], b["y"], b["width"], b["height"]] for b in boxes] == [[6, 4, 14, 12]]
+    page.click(f"#zoom .inside-tab[data-layer='{VIT_LAYERS[1]}']")
+    for figure in ("#zoom .inside-head-large", "#zoom .inside-rollout"):
+        (drawn,) = drawn_boxes(page, figure)
+        assert drawn == pytest.approx([6, 4, 14, 12], abs=0.35), figure
+    assert page.locator("#zoom .inside-head .boxes").count() == 0, "the small heads stay unmarked"
+    open_inside(page, url, CNN)
+    assert page.locator("#zoom .inside-panel svg.boxes").count() == 0, "no boxes, nothing drawn"
 
 
 def test_the_rollout_and_the_intervention_show_what_the_run_stored(vit_page, url, root):

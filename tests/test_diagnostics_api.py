@@ -13,7 +13,6 @@ from PIL import Image
 from diagnostic_run import MEAN, STD, items, write_diagnostic_run
 from test_migrations import migrate
 from xaiboard.runner.explainers.baselines import make_baseline, uniform_noise as runner_noise
-from xaiboard.server import create_app
 from xaiboard.server.diagnostics import verdict
 from xaiboard.server.path_images import baseline_image, uniform_noise
 from xaiboard.store import Summary
@@ -26,18 +25,6 @@ def base(tmp_path_factory):
     shutil.copytree(root / "run", root / "old")
     migrate(root / "old", "0003")  # what a summary written before the diagnostics looks like
     return root
-
-
-@pytest.fixture(scope="module")
-def client(base):
-    app = create_app(base, reload_interval=0)
-    yield app.test_client()
-    app.extensions["xaiboard.registry"].close()
-
-
-@pytest.fixture(scope="module")
-def ids(client):
-    return {row["path"]: row["id"] for row in client.get("/api/v1/summaries").get_json()["summaries"]}
 
 
 @pytest.fixture(scope="module")

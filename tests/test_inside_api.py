@@ -19,7 +19,7 @@ from test_server_registry import write_summary
 from vit_blocks import TinyViT, attention_names
 from xaiboard.runner import ImageClassificationRunner
 from xaiboard.runner.explainers import AttentionRollout, Gradient
-from xaiboard.server import colormaps, create_app
+from xaiboard.server import colormaps
 from xaiboard.server.inside import box_coverage, box_share, entropy
 from xaiboard.store import Summary
 from xaiboard.store.views import BoxView
@@ -53,18 +53,6 @@ def base(tmp_path_factory):
     shutil.copytree(root / "cnn", root / "old")
     migrate(root / "old", "0004")  # a summary written before the internals existed
     return root
-
-
-@pytest.fixture(scope="module")
-def client(base):
-    app = create_app(base, reload_interval=0)
-    yield app.test_client()
-    app.extensions["xaiboard.registry"].close()
-
-
-@pytest.fixture(scope="module")
-def ids(client):
-    return {row["path"]: row["id"] for row in client.get("/api/v1/summaries").get_json()["summaries"]}
 
 
 def inside(client, ids, run: str, sample: int) -> dict:

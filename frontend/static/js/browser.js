@@ -14,7 +14,7 @@ const POLL_MS = 5000;
 const PAGE_SIZES = [10, 20, 50, 100, 200];
 const DEFAULTS = { labels: [], types: [], truth: [], explainers: null, sort: "-prob", unconverged: "0", offset: 0, limit: 20, overlay: "1",
   alpha: "0.5", cmap: "inferno", sign: "absolute", rl: [], zoom: null, zl: null, lsort: "count", lall: "0",
-  il: null, isort: "head", ihead: "0" };
+  il: null, isort: "head", ihead: null };
 const INSIDE_SORTS = ["head", "entropy", "box"];
 
 const head = document.getElementById("head");
@@ -60,7 +60,7 @@ function readState() {
     // the zoom view's Inside panel: a layer the sample lacks falls back to its first when drawn
     il: q.il || null,
     isort: INSIDE_SORTS.includes(q.isort) ? q.isort : DEFAULTS.isort,
-    ihead: /^\d+$/.test(q.ihead || "") ? q.ihead : DEFAULTS.ihead,
+    ihead: /^\d+$/.test(q.ihead || "") ? q.ihead : null,
   };
 }
 
@@ -260,9 +260,9 @@ const zoom = createZoom({
     Object.assign(state, { zoom: null, zl: null, il: null, isort: DEFAULTS.isort, ihead: DEFAULTS.ihead });
     saveState();
   },
-  insideView: () => ({ layer: state.il, sort: state.isort, head: parseInt(state.ihead, 10) }),
+  insideView: () => ({ layer: state.il, sort: state.isort, head: state.ihead === null ? null : parseInt(state.ihead, 10) }),
   onInsideView: (view) => {
-    Object.assign(state, { il: view.layer, isort: view.sort, ihead: String(view.head) });
+    Object.assign(state, { il: view.layer, isort: view.sort, ihead: view.head === null ? null : String(view.head) });
     saveState();
   },
 });

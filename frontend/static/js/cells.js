@@ -1,4 +1,5 @@
-// The parts of a sample the grid and the large view share: a label's button with its probability, and a map image.
+// The parts of a sample the grid and the large views share: a label's button with its probability, a map image, and
+// the boxes drawn over an image.
 import { el, probText, sized, typeBadge } from "./util.js";
 
 export const GRID_PX = 128;
@@ -35,4 +36,22 @@ export function mapImage(sample, label, explainer, render, size, lazy = false) {
   return el("img", { class: "map", src: size === undefined ? null : sized(map.url, size, render),
     width: String(GRID_PX), height: String(GRID_PX), loading: lazy ? "lazy" : null, decoding: lazy ? "async" : null,
     alt: `${explainer} map of ${label.name} for ${sample.name}`, dataset: { base: map.url, explainer, size: size ? String(size) : "" } });
+}
+
+/** The boxes ({x, y, width, height} in the image's pixels) as an SVG laid over a frame that shows a width x height
+ * image: stretched to the frame (`fit` "none") or letterboxed in it like `object-fit: contain` ("meet"). */
+export function boxesOverlay(boxes, width, height, fit = "none") {
+  if (!boxes.length || !width || !height) return null;
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("preserveAspectRatio", fit === "meet" ? "xMidYMid meet" : "none");
+  svg.setAttribute("class", "boxes");
+  for (const box of boxes) {
+    const rect = document.createElementNS(ns, "rect");
+    for (const [key, value] of Object.entries({ x: box.x, y: box.y, width: box.width, height: box.height })) rect.setAttribute(key, String(value));
+    rect.setAttribute("vector-effect", "non-scaling-stroke");
+    svg.append(rect);
+  }
+  return svg;
 }

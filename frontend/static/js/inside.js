@@ -3,6 +3,7 @@
 // with its activation scale and the layer's filters; an attention layer shows one map per head, sortable by how
 // focused the head is and how much of it falls in the boxes, with one head large. Below: the attention rollout
 // maps and the prediction with and without the attention intervention. Every number comes from the API.
+import { boxesOverlay } from "./cells.js";
 import { el, fill, getJSON, percent, probText, requestSize, showError, sized } from "./util.js";
 
 const FEATURE_PX = 76;
@@ -109,6 +110,11 @@ function featuresView(layer) {
 
 // -- attention layer ----------------------------------------------------------------------------------------------
 
+/** An image with the sample's boxes (every label's: the box share counts them all) drawn over it. */
+function boxed(img, data) {
+  return el("div", { class: "inside-frame" }, img, boxesOverlay(data.boxes || [], data.width, data.height, "meet"));
+}
+
 function headNumbers(head, hasBoxes) {
   return [el("span", { title: ENTROPY_HELP }, `entropy ${sig(head.entropy)}`),
     hasBoxes ? el("span", { title: BOX_HELP }, `box ${percent(head.box_share, 0)}`) : null];
@@ -118,13 +124,14 @@ function attentionView(layer, data, view) {
   const size = (px) => requestSize(px, null);
   const large = el("figure", { class: "inside-head-large" });
   const grid = el("div", { class: "inside-grid inside-heads", role: "listbox", "aria-label": `heads of ${layer.name}` });
-  const current = () => layer.head_list.find((h) => h.head === view.head) || layer.head_list[0];
+  // the head picked, else the first in the current order
+  const current = () => layer.head_list.find((h) => h.head === view.head) || sortedHeads(layer.head_list, view.sort)[0];
 
   const showLarge = () => {
     const head = current();
     if (!head) { fill(large); return; }
     large.dataset.head = String(head.head);
-    fill(large, el("img", { src: sized(head.url, size(LARGE_PX)), alt: `head ${head.head} of ${layer.name}` }),
+    fill(large, boxed(el("img", { src: sized(head.url, size(LARGE_PX)), alt: `head ${head.head} of ${layer.name}` }), data),
       el("figcaption", {}, el("strong", {}, `head ${head.head}`), ...headNumbers(head, data.has_boxes)));
   };
   const showGrid = () => {
@@ -139,6 +146,7 @@ function attentionView(layer, data, view) {
   if (view.sort === "box" && !data.has_boxes) view.sort = "head";
   const sort = el("select", { class: "inside-sort", "aria-label": "sort the heads", onchange: (event) => {
     view.sort = event.target.value;
+    showLarge();
     showGrid();
   } }, Object.entries(SORTS).filter(([key]) => key !== "box" || data.has_boxes).map(([key, option]) =>
     el("option", { value: key, selected: key === view.sort }, option.text)));
@@ -153,20 +161,21 @@ function attentionView(layer, data, view) {
       el("span", { class: "spacer" }),
       el("label", { class: "inline-label small" }, el("span", { class: "muted" }, "sort"), sort)),
     el("p", { class: "muted small inside-note" }, `Entropy: 0 when a head looks at one patch, 1 when it looks at every patch alike`,
-      data.has_boxes ? "; box: the share of its attention inside the sample's boxes" : "", ". Click a head to show it large."),
+      data.has_boxes ? "; box: the share of its attention inside the sample's boxes (drawn on the large head)" : "",
+      ". Click a head to show it large."),
     el("div", { class: "inside-attention" }, large, grid));
 }
 
 // -- rollout and intervention -------------------------------------------------------------------------------------
 
-function rolloutBlock(rollout) {
+function rolloutBlock(rollout, data) {
   if (!rollout.length) return null;
   const query = "overlay=1&alpha=0.6&cmap=inferno&sign=positive";
   return el("div", { class: "inside-block inside-rollouts", dataset: { block: "rollout" } },
     el("div", { class: "inside-block-head" }, el("h4", {}, "Attention rollout"),
       facts("how much each patch flows into the prediction through every layer's attention (the same for every label)")),
     el("div", { class: "inside-grid" }, rollout.map((entry) => el("figure", { class: "inside-rollout", dataset: { explainer: entry.explainer } },
-      el("img", { src: sized(entry.url, requestSize(ROLLOUT_PX, null), query), alt: `${entry.explainer} over the image` }),
+      boxed(el("img", { src: sized(entry.url, requestSize(ROLLOUT_PX, null), query), alt: `${entry.explainer} over the image` }), data),
       el("figcaption", {}, entry.explainer)))));
 }
 
@@ -208,7 +217,7 @@ function panel(data, start, onChange) {
   const view = {
     layer: names.includes(start.layer) ? start.layer : names.length ? names[0] : null,
     sort: start.sort in SORTS ? start.sort : "head",
-    head: Number.isInteger(start.head) ? start.head : 0,
+    head: Number.isInteger(start.head) ? start.head : null, // null: the first head in the sort order
   };
   // every change of layer, sort or head reaches the page's URL, so a pasted link opens the same view
   const changed = new Proxy(view, { set: (target, key, value) => { target[key] = value; onChange({ ...target }); return true; } });
@@ -223,7 +232,7 @@ function panel(data, start, onChange) {
     onclick: () => { changed.layer = layer.name; show(); } },
   el("span", {}, layer.name), el("span", { class: `inside-kind kind-${layer.kind}` }, layer.kind === "attention" ? `${layer.heads} heads` : `${layer.kept} maps`))));
   show();
-  const extras = [rolloutBlock(data.rollout || []), interventionBlock(data.intervention)].filter(Boolean);
+  const extras = [rolloutBlock(data.rollout || [], data), interventionBlock(data.intervention)].filter(Boolean);
   return el("section", { class: "diag-panel inside-panel", dataset: { panel: "inside" } },
     el("div", { class: "diag-head" }, el("h3", {}, "Inside the network"),
       el("span", { class: "muted small" }, "what the stored layers computed for this sample (the same for every label)")),

@@ -1,26 +1,9 @@
 // The large view of one sample: its image with the label's boxes and the map of every selected explainer, each
 // requested at the size its frame is shown (the stored size once the frame is at least that large).
 import { debounce, el, fill, getJSON, requestSize, showError, sized, swatch } from "./util.js";
-import { labelButton, mapImage, nativeSize } from "./cells.js";
+import { boxesOverlay, labelButton, mapImage, nativeSize } from "./cells.js";
 import { loadDiagnostics } from "./diagnostics.js";
 import { loadInside } from "./inside.js";
-
-function boxesOverlay(sample, labelIndex) {
-  const boxes = sample.boxes.filter((b) => b.label_index === labelIndex);
-  if (!boxes.length) return null;
-  const ns = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("viewBox", `0 0 ${sample.width} ${sample.height}`);
-  svg.setAttribute("preserveAspectRatio", "none");
-  svg.setAttribute("class", "boxes");
-  for (const box of boxes) {
-    const rect = document.createElementNS(ns, "rect");
-    for (const [key, value] of Object.entries({ x: box.x, y: box.y, width: box.width, height: box.height })) rect.setAttribute(key, String(value));
-    rect.setAttribute("vector-effect", "non-scaling-stroke");
-    svg.append(rect);
-  }
-  return svg;
-}
 
 /**
  * ctx: {api, dialog, explainers() -> selected names, colors: Map, render() -> map query without size,
@@ -79,7 +62,7 @@ export function createZoom(ctx) {
       const hasBoxes = label && sample.boxes.some((b) => b.label_index === label.index);
       const original = el("figure", { class: "zoom-figure" },
         el("div", { class: "zoom-frame" }, el("img", { class: "zoom-image", alt: sample.name, dataset: { base: sample.image_url } }),
-          label ? boxesOverlay(sample, label.index) : null),
+          label ? boxesOverlay(sample.boxes.filter((b) => b.label_index === label.index), sample.width, sample.height) : null),
         el("figcaption", {}, "input", hasBoxes ? " · boxes of this label" : ""));
       const maps = names.map((name) => el("figure", { class: "zoom-figure", dataset: { explainer: name } },
         el("div", { class: "zoom-frame" }, mapImage(sample, label, name, ctx.render(), undefined)),
