@@ -133,9 +133,26 @@ def _run_view(connection: sqlite3.Connection, facts: Sequence[dict[str, Any]], s
         f"(SELECT progress_total FROM {s}.run)" for s in schemas)
     updated = ", ".join(f"(SELECT updated_at FROM {s}.run)" for s in schemas)
     chosen = {'"status"': f"'{status}'", '"progress_done"': done, '"progress_total"': total,
-              '"updated_at"': f"max({updated})" if len(schemas) > 1 else '"updated_at"'}
+              '"updated_at"': f"max({updated})" if len(schemas) > 1 else '"updated_at"',
+              '"config"': _sql_text(_union_config(connection, facts))}
     select = ", ".join(f"{chosen.get(c, c)} AS {c}" for c in columns)
     return f"CREATE TEMP VIEW run AS SELECT {select} FROM main.run"
+
+
+def _union_config(connection: sqlite3.Connection, facts: Sequence[dict[str, Any]]) -> Optional[str]:
+    """Rank 0's configuration with its ``shard`` entry describing the whole run: the world size and the ranks
+    that have a shard so far (rather than rank 0 alone)."""
+    (config,) = connection.execute("SELECT config FROM main.run").fetchone()
+    if not config:
+        return config
+    values = json.loads(config)
+    world = max((f["world_size"] or 0 for f in facts), default=0)
+    values["shard"] = {"world_size": world, "ranks": sorted(f["rank"] for f in facts)}
+    return json.dumps(values)
+
+
+def _sql_text(value: Optional[str]) -> str:
+    return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
 
 
 def _open_union(shards: Sequence[Path]) -> sqlite3.Connection:

@@ -125,6 +125,8 @@ def test_two_ranks_write_exactly_the_rows_of_one_process(tmp_path, sharded, refe
     assert world["world_size"] == 2 and "shard" not in world["config"]
     assert_same_rows(rows(shards(run)), reference)
     assert_same_rows(rows([run]), reference)  # the shards read as one summary: aggregates over both
+    with Summary.open(run) as summary:
+        assert summary.run().config["shard"] == {"world_size": 2, "ranks": [0, 1]}, "the run's, not rank 0's"
 
     assert merge_command(run).exit_code == 0
     merged = tables(run / "xaiboard.db")
