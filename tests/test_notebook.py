@@ -206,8 +206,8 @@ def test_the_inline_report_draws_its_charts_inside_the_notebook(runs, chromium, 
 
 
 def test_a_two_cell_notebook_shows_the_dashboard(runs):
-    nbclient = pytest.importorskip("nbclient", reason="nbclient is not installed (optional: pip install nbclient)")
-    pytest.importorskip("ipykernel", reason="ipykernel is not installed (optional: pip install ipykernel)")
+    nbclient = pytest.importorskip("nbclient", reason="nbclient is not installed (it is in the test extra)")
+    pytest.importorskip("ipykernel", reason="ipykernel is not installed (it is in the test extra)")
     import nbformat
 
     _, first = runs
