@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/runner_scale.py
 	$(BIN)/python bench/diagnostics_cost.py
 	$(BIN)/python bench/sharding.py
+	$(BIN)/python bench/internals_cost.py
 
 # page weight and time in Chromium on the photos demo (computed first when missing, about 12 minutes)
 bench-pages: $(STAMP) chromium
