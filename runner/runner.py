@@ -378,7 +378,8 @@ class ImageClassificationRunner:
 
     def _open_writer(self, config: dict[str, Any], spec: DataSpec, resume: bool, overwrite: bool,
                      progress: bool) -> Optional[SummaryWriter]:
-        return open_writer(self.output_dir, self.name, config, spec.fingerprint, resume=resume, overwrite=overwrite,
+        name = self.name or self.summary_dir.resolve().name  # a shard is named after its run, not "rank-00003"
+        return open_writer(self.output_dir, name, config, spec.fingerprint, resume=resume, overwrite=overwrite,
                            map_bits=self.map_bits,
                            say=lambda message: self._say(message, progress),
                            describe=lambda writer: describe_run(writer, config, self))

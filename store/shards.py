@@ -7,10 +7,10 @@ metrics and internal layers are registered from the same configuration in the sa
 Reading: one SQLite connection opens rank 0's shard read-only, attaches the others read-only, and defines a
 temporary view per table over all of them (SQLite resolves unqualified table names in ``temp`` first, so every query
 of the store reads the union unchanged): per-sample tables are ``UNION ALL``; ``boxes`` and ``failures``, which
-number their own rows, get ids ``id * N + rank``; ``run`` is rank 0's row with the progress summed and the status
-merged (``running`` while any shard runs, then ``failed`` or ``interrupted`` if any is, ``complete`` when all are).
-SQLite attaches at most :data:`MAX_SHARDS` - 1 databases to one connection: a run with more ranks is read after
-``xaiboard merge DIR --partial``.
+number their own rows, get ids ``id * N + rank``; ``run`` is a temporary table of rank 0's row with the progress
+summed and the status merged (``running`` while any shard runs, then ``failed`` or ``interrupted`` if any is, ``complete`` when all are).
+SQLite attaches at most :data:`MAX_SHARDS` - 1 databases to one connection: a run with more ranks is read through
+a private copy brought up to date as the shards grow (:mod:`.snapshot`).
 
 Merging (:func:`merge_shards`) writes ``DIR/xaiboard.db`` with the union of the rows, in a temporary directory
 renamed into place at the end (a killed merge leaves nothing half-written). The shards stay; a merged file is read
@@ -84,8 +84,8 @@ def describe_shards(directory: str | Path) -> list[dict[str, Any]]:
     for shard in shards:
         connection = _connect(shard)
         try:
-            status, done, total, config = connection.execute(
-                "SELECT status, progress_done, progress_total, config FROM run").fetchone()
+            status, done, total, config, updated = connection.execute(
+                "SELECT status, progress_done, progress_total, config, updated_at FROM run").fetchone()
             agreed = {table: connection.execute(f'SELECT * FROM "{table}" ORDER BY 1').fetchall()
                       for table in ("labels", "explainers", "metrics", "internal_layers")
                       if table in _tables(connection)}
@@ -102,7 +102,7 @@ def describe_shards(directory: str | Path) -> list[dict[str, Any]]:
                              "differ): remove the shards of the other run")
         world = (json.loads(config) if config else {}).get("shard") or {}
         facts.append({"directory": shard, "rank": int(shard.name.rsplit("-", 1)[-1]), "status": status,
-                      "done": done or 0, "total": total, "world_size": world.get("world_size")})
+                      "done": done or 0, "total": total, "world_size": world.get("world_size"), "updated": updated})
     return facts
 
 
@@ -122,37 +122,12 @@ def merged_status(statuses: Sequence[str]) -> str:
     return "complete"
 
 
-def _run_view(connection: sqlite3.Connection, facts: Sequence[dict[str, Any]], schemas: Sequence[str]) -> str:
-    columns = _columns(connection, "run")
-    status = merged_status([f["status"] for f in facts])
-    if missing_ranks(facts) and status == "complete":
-        status = "running"  # a rank has not started yet
-    totals = [f["total"] for f in facts]
-    done = " + ".join(f"(SELECT progress_done FROM {s}.run)" for s in schemas)
-    total = "NULL" if any(t is None for t in totals) else " + ".join(
-        f"(SELECT progress_total FROM {s}.run)" for s in schemas)
-    updated = ", ".join(f"(SELECT updated_at FROM {s}.run)" for s in schemas)
-    chosen = {'"status"': f"'{status}'", '"progress_done"': done, '"progress_total"': total,
-              '"updated_at"': f"max({updated})" if len(schemas) > 1 else '"updated_at"',
-              '"config"': _sql_text(_union_config(connection, facts))}
-    select = ", ".join(f"{chosen.get(c, c)} AS {c}" for c in columns)
-    return f"CREATE TEMP VIEW run AS SELECT {select} FROM main.run"
-
-
-def _union_config(connection: sqlite3.Connection, facts: Sequence[dict[str, Any]]) -> Optional[str]:
-    """Rank 0's configuration with its ``shard`` entry describing the whole run: the world size and the ranks
-    that have a shard so far (rather than rank 0 alone)."""
-    (config,) = connection.execute("SELECT config FROM main.run").fetchone()
-    if not config:
-        return config
-    values = json.loads(config)
-    world = max((f["world_size"] or 0 for f in facts), default=0)
-    values["shard"] = {"world_size": world, "ranks": sorted(f["rank"] for f in facts)}
-    return json.dumps(values)
-
-
-def _sql_text(value: Optional[str]) -> str:
-    return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
+def _run_table(connection: sqlite3.Connection, facts: Sequence[dict[str, Any]]) -> None:
+    """A temporary ``run`` table holding the whole run's row as of this connection (see :func:`run_row`)."""
+    columns, values = run_row(connection, "main", facts, live=True)
+    connection.execute("CREATE TEMP TABLE run AS SELECT * FROM main.run WHERE 0")
+    connection.execute(f"INSERT INTO temp.run ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", values)
+    connection.commit()
 
 
 def _open_union(shards: Sequence[Path]) -> sqlite3.Connection:
@@ -168,7 +143,7 @@ def _open_union(shards: Sequence[Path]) -> sqlite3.Connection:
         if table in SHARED_TABLES:
             continue
         if table == "run":
-            connection.execute(_run_view(connection, facts, schemas))
+            _run_table(connection, facts)
             continue
         columns = _columns(connection, table)
         parts = []
@@ -185,10 +160,11 @@ def _open_union(shards: Sequence[Path]) -> sqlite3.Connection:
 def sharded_engine(directory: str | Path) -> Engine:
     """A read-only engine over a sharded summary directory (see the module's docstring)."""
     shards = shard_dirs(directory)
-    if len(shards) > MAX_SHARDS:
-        raise ShardError(f"{directory} has {len(shards)} shards; at most {MAX_SHARDS} are read live: run "
-                         f"`xaiboard merge {directory} --partial` to read it")
     describe_shards(directory)  # refuse shards of different runs now, with the reason
+    if len(shards) > MAX_SHARDS:
+        from .snapshot import copied_engine
+
+        return copied_engine(directory)
     engine = create_engine("sqlite://", creator=lambda: _open_union(shards), poolclass=NullPool)
 
     @event.listens_for(engine, "connect")
@@ -228,35 +204,52 @@ def merge_shards(directory: str | Path, partial: bool = False) -> dict[str, Any]
             "status": merged_status([f["status"] for f in facts]) if not missing else "interrupted"}
 
 
+def run_row(connection: sqlite3.Connection, schema: str, facts: Sequence[dict[str, Any]], live: bool
+            ) -> tuple[list[str], list[Any]]:
+    """Rank 0's ``run`` row (in ``schema``) standing for the whole run: progress summed over the shards, status
+    merged, the latest update. ``live``: a run with ranks not started yet is ``running`` and the configuration's
+    ``shard`` entry gives the world size and the ranks present; merged: such a run is ``interrupted`` and the entry
+    goes."""
+    columns = _columns(connection, "run")
+    row = connection.execute(f"SELECT {', '.join(columns)} FROM {schema}.run").fetchone()
+    values = dict(zip([c.strip('"') for c in columns], row))
+    config = json.loads(values["config"]) if values["config"] else {}
+    status = merged_status([f["status"] for f in facts])
+    missing = missing_ranks(facts)
+    if live:
+        status = "running" if missing and status == "complete" else status
+        config["shard"] = {"world_size": max((f["world_size"] or 0 for f in facts), default=0),
+                           "ranks": sorted(f["rank"] for f in facts)}
+    else:
+        status = "interrupted" if missing else status
+        config.pop("shard", None)
+    totals = [f["total"] for f in facts]
+    updated = [f["updated"] for f in facts if f.get("updated")]
+    values.update(config=json.dumps(config), progress_done=sum(f["done"] for f in facts),
+                  progress_total=None if any(t is None for t in totals) else sum(totals), status=status,
+                  updated_at=max(updated) if updated else values["updated_at"])
+    return columns, [values[c.strip('"')] for c in columns]
+
+
 def _copy_rows(target: sqlite3.Connection, shards: Sequence[Path], facts: Sequence[dict[str, Any]]) -> None:
-    schemas = []
+    """Every shard's rows into ``target``, one shard attached at a time (SQLite attaches at most 10)."""
     for index, shard in enumerate(shards):
-        target.execute(f"ATTACH DATABASE ? AS s{index}", (_uri(shard / DB_NAME),))
-        schemas.append(f"s{index}")
-    with target:
-        for table in _tables(target):
-            columns = _columns(target, table)
-            listed = ", ".join(columns)
-            if table == "alembic_version":
-                continue  # created at head by create_database
-            if table == "run":
-                row = list(target.execute(f"SELECT {listed} FROM s0.run").fetchone())
-                values = dict(zip([c.strip('"') for c in columns], row))
-                config = json.loads(values["config"]) if values["config"] else {}
-                config.pop("shard", None)
-                totals = [f["total"] for f in facts]
-                values.update(config=json.dumps(config), progress_done=sum(f["done"] for f in facts),
-                              progress_total=None if any(t is None for t in totals) else sum(totals),
-                              status=merged_status([f["status"] for f in facts]) if not missing_ranks(facts)
-                              else "interrupted")
-                target.execute(f"INSERT INTO run ({listed}) VALUES ({', '.join('?' * len(columns))})",
-                               [values[c.strip('"')] for c in columns])
-            elif table in SHARED_TABLES:
-                target.execute(f'INSERT INTO "{table}" ({listed}) SELECT {listed} FROM s0."{table}"')
-            elif table in RENUMBERED_TABLES:
-                rest = ", ".join(c for c in columns if c != '"id"')
-                for schema in schemas:
-                    target.execute(f'INSERT INTO "{table}" ({rest}) SELECT {rest} FROM {schema}."{table}" ORDER BY id')
-            else:
-                for schema in schemas:
-                    target.execute(f'INSERT INTO "{table}" ({listed}) SELECT {listed} FROM {schema}."{table}"')
+        target.execute("ATTACH DATABASE ? AS shard", (_uri(shard / DB_NAME),))
+        try:
+            with target:
+                for table in _tables(target):
+                    columns = _columns(target, table)
+                    listed = ", ".join(columns)
+                    if table == "alembic_version" or (index and (table == "run" or table in SHARED_TABLES)):
+                        continue  # created at head by create_database; rank 0's stand for all
+                    if table == "run":
+                        columns, values = run_row(target, "shard", facts, live=False)
+                        target.execute(f"INSERT INTO run ({', '.join(columns)}) VALUES "
+                                       f"({', '.join('?' * len(columns))})", values)
+                    elif table in RENUMBERED_TABLES:
+                        rest = ", ".join(c for c in columns if c != '"id"')
+                        target.execute(f'INSERT INTO "{table}" ({rest}) SELECT {rest} FROM shard."{table}" ORDER BY id')
+                    else:
+                        target.execute(f'INSERT INTO "{table}" ({listed}) SELECT {listed} FROM shard."{table}"')
+        finally:
+            target.execute("DETACH DATABASE shard")

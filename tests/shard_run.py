@@ -46,20 +46,25 @@ def items() -> list[dict]:
     return made
 
 
+def run(out: Path, slow: float = 0.0) -> None:
+    """The run, as this process's place (the environment's RANK and WORLD_SIZE) makes it."""
+    torch.manual_seed(0)
+    network = SlowNet(slow).eval()
+    rank = os.environ.get("RANK", "single")
+    (out.parent / f"pid-{rank}").write_text(str(os.getpid()))
+    runner = ImageClassificationRunner(out, network, items(), CLASSES, device="cpu", batch_size=4, top_k=2)
+    runner.register_saliency([Gradient(network), IntegratedGradients(network, n_steps=8), RandomMap(network, seed=1)],
+                             [Faithfulness("InsertionAUC", steps=8), Localization("PointingGame", tolerance=1)])
+    runner.run(progress=False).close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("out", type=Path)
     parser.add_argument("--slow", type=float, default=0.0)
     args = parser.parse_args()
-    torch.manual_seed(0)
     torch.set_num_threads(1)
-    network = SlowNet(args.slow).eval()
-    rank = os.environ.get("RANK", "single")
-    (args.out.parent / f"pid-{rank}").write_text(str(os.getpid()))
-    runner = ImageClassificationRunner(args.out, network, items(), CLASSES, device="cpu", batch_size=4, top_k=2)
-    runner.register_saliency([Gradient(network), IntegratedGradients(network, n_steps=8), RandomMap(network, seed=1)],
-                             [Faithfulness("InsertionAUC", steps=8), Localization("PointingGame", tolerance=1)])
-    runner.run(progress=False).close()
+    run(args.out, args.slow)
 
 
 if __name__ == "__main__":

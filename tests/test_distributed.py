@@ -137,6 +137,45 @@ def test_two_ranks_write_exactly_the_rows_of_one_process(tmp_path, sharded, refe
     assert sorted(p.name for p in run.iterdir()) == ["shards", "xaiboard.db"], "nothing left of the merge"
 
 
+def run_rank(out: Path, rank: int, world: int, monkeypatch) -> None:
+    """One rank of the script in this process (what torchrun would start as its own process)."""
+    import shard_run
+
+    with monkeypatch.context() as patch:
+        for name, value in (("RANK", rank), ("WORLD_SIZE", world), ("LOCAL_RANK", 0)):
+            patch.setenv(name, str(value))
+        shard_run.run(out)
+
+
+def shard_copies() -> set[Path]:
+    import tempfile
+
+    return set(Path(tempfile.gettempdir()).glob("xaiboard-shards-*"))
+
+
+@pytest.mark.slow
+def test_more_ranks_than_sqlite_attaches_are_read_live_and_merged(tmp_path, reference, monkeypatch):
+    run, world = tmp_path / "run", 14  # a sample per rank: more shards than the 11 one connection attaches
+    before = shard_copies()
+    for rank in range(12):
+        run_rank(run, rank, world, monkeypatch)
+    with Summary.open(run) as summary:
+        view = summary.run()
+        assert view.status == "running" and view.progress_done == summary.num_samples() == 12, "2 ranks to go"
+        assert view.config["shard"] == {"world_size": world, "ranks": list(range(12))}
+        assert view.name == "run", "named after the run's folder, not a rank's"
+        assert len(shard_copies() - before) == 1, "read through a private copy outside the summary"
+        for rank in (12, 13):
+            run_rank(run, rank, world, monkeypatch)
+        assert summary.num_samples() == 14 and summary.run().status == "complete", "the open summary follows"
+        assert summary.run().progress_done == 14
+    assert shard_copies() == before, "the copy goes with the closed summary"
+    assert sorted(p.name for p in run.iterdir()) == ["shards"], "nothing written into the summary by reading it"
+    assert_same_rows(rows([run]), reference)
+    assert merge_command(run).exit_code == 0, "merged one shard at a time"
+    assert_same_rows(rows([run]), reference)
+
+
 def merge_command(run: Path, *options: str):
     from click.testing import CliRunner
 
