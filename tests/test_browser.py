@@ -301,7 +301,7 @@ def test_zoom_view_opens_with_every_explainer_and_is_in_the_link(page, url, base
     dialog = page.locator("dialog#zoom")
     dialog.wait_for(state="visible")
     page.wait_for_function(IMAGES_LOADED)
-    assert dialog.locator("figcaption").all_inner_texts()[1:] == ["Gradient", "GradCAM"]
+    assert dialog.locator(".zoom-grid figcaption").all_inner_texts()[1:] == ["Gradient", "GradCAM"]
     assert base.run_a.names[int(sample)] in dialog.locator("h2").inner_text()
     assert f"zoom={sample}" in current_url(page)
     page.reload()  # the link opens the same large view
@@ -443,7 +443,7 @@ def test_saliency_browser_on_the_demo_filters_by_label_and_type(page, demo):
     page.locator("tr.sample-row").first.locator("button.thumb").click()
     page.locator("dialog#zoom").wait_for(state="visible")
     page.wait_for_function(IMAGES_LOADED)
-    assert page.locator("dialog#zoom figcaption").count() == 14  # the input and every explainer
+    assert page.locator("dialog#zoom .zoom-grid figcaption").count() == 14  # the input and every explainer
     page.keyboard.press("Escape")
     page.click(".tab:has-text('Evaluation')")
     page.wait_for_function("() => document.querySelectorAll('.chart .main-svg').length >= 5")

@@ -156,8 +156,8 @@ def test_zoom_shows_only_the_selected_explainers_at_full_resolution(page, url):
     dialog = page.locator("dialog#zoom")
     dialog.wait_for(state="visible")
     page.wait_for_function("() => [...document.querySelectorAll('dialog img')].every((i) => i.complete && i.naturalWidth > 0)")
-    assert dialog.locator("figure[data-explainer]").evaluate_all("f => f.map(x => x.dataset.explainer)") == ["Gradient", "GradCAM", "RISE"]
-    assert dialog.locator("figcaption").all_inner_texts()[1:] == ["Gradient", "GradCAM", "RISE"]
+    assert dialog.locator(".zoom-grid figure[data-explainer]").evaluate_all("f => f.map(x => x.dataset.explainer)") == ["Gradient", "GradCAM", "RISE"]
+    assert dialog.locator(".zoom-grid figcaption").all_inner_texts()[1:] == ["Gradient", "GradCAM", "RISE"]
     # frames about 270 px wide show a 224 px image: the stored size, not an enlarged one
     sources = dialog.locator("img").evaluate_all("i => i.map(x => [x.src, x.naturalWidth, x.parentElement.clientWidth])")
     assert all("size=" not in src and natural == 224 and frame >= 224 for src, natural, frame in sources)
