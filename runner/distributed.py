@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
+
+from xaiboard.store.shards import set_aside_partial_merge
 
 from .data import InvalidInputError
 
@@ -32,8 +36,10 @@ WORLD_FILE = "world.json"
 #: how long a rank other than 0 waits for rank 0 to record the configuration
 WORLD_TIMEOUT_S = 600.0
 
-#: the environment variables that carry (rank, world size, local rank): torchrun's, then SLURM's
-LAUNCHERS = (("RANK", "WORLD_SIZE", "LOCAL_RANK"), ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"))
+#: the environment variables that carry (rank, world size, local rank): torchrun's, then those srun gives each task
+#: of a job step. A batch script itself also sees ``SLURM_PROCID=0`` and the allocation's ``SLURM_NTASKS``, but no
+#: step variables: a script started there without srun is one process, not rank 0 of many.
+LAUNCHERS = (("RANK", "WORLD_SIZE", "LOCAL_RANK"), ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID"))
 
 
 @dataclass(frozen=True)
@@ -74,8 +80,9 @@ def _integer(environ: Mapping[str, str], name: str) -> int:
 
 
 def current_rank(environ: Optional[Mapping[str, str]] = None) -> Rank:
-    """The rank from torchrun's ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` or SLURM's ``SLURM_PROCID``/``SLURM_NTASKS``/
-    ``SLURM_LOCALID``; a single process when neither is set."""
+    """The rank from torchrun's ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` or srun's ``SLURM_PROCID``/
+    ``SLURM_STEP_NUM_TASKS``/``SLURM_LOCALID``; a single process when neither is set (with a warning inside a SLURM
+    allocation of several tasks that was not entered through srun)."""
     environ = os.environ if environ is None else environ
     for rank_name, world_name, local_name in LAUNCHERS:
         if rank_name in environ and world_name in environ:
@@ -84,6 +91,10 @@ def current_rank(environ: Optional[Mapping[str, str]] = None) -> Rank:
             if world < 1 or not 0 <= rank < world or local < 0:
                 raise InvalidInputError(f"{rank_name}={rank} and {world_name}={world} do not describe a rank")
             return Rank(rank, world, local)
+    tasks = environ.get("SLURM_NTASKS", "1")
+    if tasks.isdigit() and int(tasks) > 1:
+        warnings.warn(f"running as one process inside a SLURM allocation of {tasks} tasks: start the script with "
+                      "srun to explain a share of the samples in each task", RuntimeWarning, stacklevel=2)
     return Rank()
 
 
@@ -109,6 +120,10 @@ def agree_on_config(summary_dir: Path, rank: Rank, config: dict[str, Any],
     """Rank 0 records the run's configuration in ``shards/world.json``; the others wait for it and must match."""
     path = Path(summary_dir) / SHARDS / WORLD_FILE
     if rank.rank == 0:
+        aside = set_aside_partial_merge(summary_dir)
+        if aside is not None:
+            print(f"xaiboard: {rank.label()}: the partial merge is set aside as {aside.name}; the run reads from "
+                  "its shards until it is merged again", file=sys.stderr)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{WORLD_FILE}.{os.getpid()}")
         partial.write_text(json.dumps({"world_size": rank.world_size, "config": _comparable(config)}, indent=1))

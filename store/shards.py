@@ -14,13 +14,15 @@ a private copy brought up to date as the shards grow (:mod:`.snapshot`).
 
 Merging (:func:`merge_shards`) writes ``DIR/xaiboard.db`` with the union of the rows, in a temporary directory
 renamed into place at the end (a killed merge leaves nothing half-written). The shards stay; a merged file is read
-in their place.
+in their place, so a run relaunched after ``merge --partial`` sets that file aside (:func:`set_aside_partial_merge`)
+and is read live from its shards again until it is merged anew.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 import shutil
 import sqlite3
 from collections.abc import Sequence
@@ -200,16 +202,38 @@ def merge_shards(directory: str | Path, partial: bool = False) -> dict[str, Any]
         os.replace(work / DB_NAME, directory / DB_NAME)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    status = merged_status([f["status"] for f in facts])
     return {"shards": len(facts), "samples": sum(f["done"] for f in facts), "missing": missing,
-            "status": merged_status([f["status"] for f in facts]) if not missing else "interrupted"}
+            "status": "interrupted" if missing or status == "running" else status}
+
+
+def set_aside_partial_merge(directory: str | Path) -> Optional[Path]:
+    """Rename a merged ``DIR/xaiboard.db`` whose run is not complete (``merge --partial``) to
+    ``xaiboard.db.partial.<time>.bak``, which no reader opens; returns the new path, or ``None`` when there was none
+    to set aside. Called by rank 0 when a sharded run starts again, so the run reads live from its growing shards."""
+    merged = Path(directory) / DB_NAME
+    if not merged.is_file():
+        return None
+    connection = _connect(merged.parent)
+    try:
+        row = connection.execute("SELECT status FROM run").fetchone()
+    except sqlite3.DatabaseError:
+        row = None  # not a merged summary this function knows how to judge: leave it
+    finally:
+        connection.close()
+    if row is None or row[0] == "complete":
+        return None
+    target = merged.with_name(f"{DB_NAME}.partial.{time.strftime('%Y%m%dT%H%M%S')}.bak")
+    os.replace(merged, target)
+    return target
 
 
 def run_row(connection: sqlite3.Connection, schema: str, facts: Sequence[dict[str, Any]], live: bool
             ) -> tuple[list[str], list[Any]]:
     """Rank 0's ``run`` row (in ``schema``) standing for the whole run: progress summed over the shards, status
     merged, the latest update. ``live``: a run with ranks not started yet is ``running`` and the configuration's
-    ``shard`` entry gives the world size and the ranks present; merged: such a run is ``interrupted`` and the entry
-    goes."""
+    ``shard`` entry gives the world size and the ranks present; merged: such a run, or one with a rank that stopped
+    while running (killed), is ``interrupted`` and the entry goes."""
     columns = _columns(connection, "run")
     row = connection.execute(f"SELECT {', '.join(columns)} FROM {schema}.run").fetchone()
     values = dict(zip([c.strip('"') for c in columns], row))
@@ -221,7 +245,7 @@ def run_row(connection: sqlite3.Connection, schema: str, facts: Sequence[dict[st
         config["shard"] = {"world_size": max((f["world_size"] or 0 for f in facts), default=0),
                            "ranks": sorted(f["rank"] for f in facts)}
     else:
-        status = "interrupted" if missing else status
+        status = "interrupted" if missing or status == "running" else status  # nothing writes the merged file
         config.pop("shard", None)
     totals = [f["total"] for f in facts]
     updated = [f["updated"] for f in facts if f.get("updated")]

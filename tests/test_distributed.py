@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not i
 def launch(out: Path, processes: int, *extra: str) -> subprocess.Popen:
     """The script in one process, or under torchrun (CPU, no process group)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS"):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_STEP_NUM_TASKS"):
         env.pop(name, None)
     if processes == 1:
         command = [sys.executable, str(SCRIPT), str(out), *extra]
@@ -176,12 +176,16 @@ def test_more_ranks_than_sqlite_attaches_are_read_live_and_merged(tmp_path, refe
     assert_same_rows(rows([run]), reference)
 
 
-def merge_command(run: Path, *options: str):
+def cli(*arguments: str):
     from click.testing import CliRunner
 
     from xaiboard.server.cli import main
 
-    return CliRunner().invoke(main, ["merge", str(run), *options])
+    return CliRunner().invoke(main, list(arguments))
+
+
+def merge_command(run: Path, *options: str):
+    return cli("merge", str(run), *options)
 
 
 def tables(path: Path) -> dict[str, list]:
@@ -197,15 +201,17 @@ def tables(path: Path) -> dict[str, list]:
 @pytest.mark.slow
 def test_a_killed_rank_is_completed_by_launching_again(tmp_path, reference):
     run = tmp_path / "run"
-    process = launch(run, 2, "--slow", "0.05")
+    process = launch(run, 2, "--slow", "0.1")
+    with live_dashboard(tmp_path) as dashboard:
+        first_seen = dashboard.wait_for(lambda row: row["progress"]["done"] >= 1)
+        grown = dashboard.wait_for(lambda row: row["progress"]["done"] > first_seen["progress"]["done"])
+        assert first_seen["status"] == grown["status"] == "running", "the ranks are still writing"
+        assert grown["progress"]["total"] == 14, "the whole run's progress, summed over the shards"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        try:
-            with Summary.open(shard_dir(run, 1)) as summary:
-                if summary.run().progress_done >= 1:
-                    break
-        except Exception:  # noqa: BLE001 - the shard does not exist yet
-            pass
+        with Summary.open(shard_dir(run, 1)) as summary:
+            if summary.run().progress_done >= 1:
+                break
         time.sleep(0.1)
     else:
         pytest.fail("rank 1 committed nothing within 2 minutes")
@@ -221,22 +227,58 @@ def test_a_killed_rank_is_completed_by_launching_again(tmp_path, reference):
         whole = summary.run()
         assert whole.status == "running" and whole.progress_done == first.progress_done + left.progress_done
         assert whole.progress_total == 14 and summary.num_samples() == whole.progress_done
-    refused = merge_command(run)
+    show_live(tmp_path, whole.progress_done)
+    described = cli("info", str(run), "--json")
+    assert described.exit_code == 0 and json.loads(described.output)["progress"]["done"] == whole.progress_done
+    listed = cli("ls", str(tmp_path), "--json")
+    assert [(row["path"], row["status"]) for row in json.loads(listed.output)] == [(str(run), "running")]
+
+    refused = cli("merge", str(run))
     assert refused.exit_code != 0 and "not complete" in refused.output and "--partial" in refused.output
     assert not (run / "xaiboard.db").exists()
-    show_live(tmp_path, whole.progress_done)
-    finish(launch(run, 2))
+    assert cli("merge", str(run), "--partial").exit_code == 0
+    with Summary.open(run) as summary:
+        assert summary.run().status == "interrupted" and summary.num_samples() == whole.progress_done
+
+    output = finish(launch(run, 2))
+    assert "partial merge is set aside" in output
+    assert not (run / "xaiboard.db").exists() and len(list(run.glob("xaiboard.db.partial.*.bak"))) == 1
     assert_same_rows(rows(shards(run)), reference)
+    assert_same_rows(rows([run]), reference)  # read live from the shards again, not from the stale merge
+    assert cli("merge", str(run)).exit_code == 0
     assert_same_rows(rows([run]), reference)
+
+
+class live_dashboard:
+    """The dashboard's API over ``base`` while a run is written below it (re-scanned as the server does, faster)."""
+
+    def __init__(self, base: Path) -> None:
+        from xaiboard.server import create_app
+
+        self.app = create_app(base, reload_interval=0.2)
+        self.client = self.app.test_client()
+
+    def __enter__(self) -> "live_dashboard":
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.app.extensions["xaiboard.registry"].close()
+
+    def wait_for(self, condition, timeout: float = 120) -> dict:
+        """The run's row in the summary list once ``condition`` holds for it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            listed = self.client.get("/api/v1/summaries").get_json()["summaries"]
+            if listed and condition(listed[0]):
+                return listed[0]
+            time.sleep(0.05)
+        pytest.fail(f"the dashboard did not show the expected progress within {timeout:.0f} s")
 
 
 def show_live(base: Path, done: int) -> None:
     """The server lists the sharded run once, with its progress summed, and serves its samples and images."""
-    from xaiboard.server import create_app
-
-    app = create_app(base, reload_interval=0)
-    try:
-        client = app.test_client()
+    with live_dashboard(base) as dashboard:
+        client = dashboard.client
         listed = client.get("/api/v1/summaries").get_json()["summaries"]
         assert [row["path"] for row in listed] == ["run"], "the shards are parts of the run, not summaries"
         row = listed[0]
@@ -245,15 +287,17 @@ def show_live(base: Path, done: int) -> None:
         assert samples["total"] == done
         image = client.get(f"/api/v1/summaries/{row['id']}/images/{samples['samples'][0]['id']}")
         assert image.status_code == 200 and image.mimetype.startswith("image/")
-    finally:
-        app.extensions["xaiboard.registry"].close()
 
 
 def test_the_rank_comes_from_torchrun_or_slurm():
     assert current_rank({}) == Rank(0, 1, 0)
     assert current_rank({"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1"}) == Rank(3, 8, 1)
-    assert current_rank({"SLURM_PROCID": "5", "SLURM_NTASKS": "6", "SLURM_LOCALID": "2"}) == Rank(5, 6, 2)
-    both = {"RANK": "1", "WORLD_SIZE": "2", "SLURM_PROCID": "0", "SLURM_NTASKS": "4"}
+    srun_task = {"SLURM_PROCID": "5", "SLURM_NTASKS": "6", "SLURM_STEP_NUM_TASKS": "6", "SLURM_LOCALID": "2"}
+    assert current_rank(srun_task) == Rank(5, 6, 2)
+    batch_script = {"SLURM_PROCID": "0", "SLURM_NTASKS": "16", "SLURM_LOCALID": "0", "SLURM_JOB_ID": "7"}
+    with pytest.warns(RuntimeWarning, match="start the script with srun"):
+        assert current_rank(batch_script) == Rank(), "the batch script itself, not rank 0 of 16"
+    both = {"RANK": "1", "WORLD_SIZE": "2", "SLURM_PROCID": "0", "SLURM_NTASKS": "4", "SLURM_STEP_NUM_TASKS": "4"}
     assert current_rank(both) == Rank(1, 2, 0), "torchrun inside an allocation wins"
     for bad in ({"RANK": "2", "WORLD_SIZE": "2"}, {"RANK": "x", "WORLD_SIZE": "2"}):
         with pytest.raises(InvalidInputError):
