@@ -80,12 +80,13 @@ def pairs(summary) -> list[tuple[int, int, str]]:
             for label in summary.sample(sample_id).labels for explainer in label.explainers]
 
 
-def test_bf16_scores_stay_within_the_tolerance_of_fp32(tmp_path, trained):
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_half_precision_scores_stay_within_the_tolerance_of_fp32(tmp_path, trained, precision):
     data, network = trained
     with explain(tmp_path / "fp32", data, network, "fp32") as fp32, \
-            explain(tmp_path / "bf16", data, network, "bf16") as bf16:
-        compare(fp32, bf16)
-        assert bf16.run().config["precision"] == "bf16" and fp32.run().config["precision"] is None
+            explain(tmp_path / precision, data, network, precision) as half:
+        compare(fp32, half)
+        assert half.run().config["precision"] == precision and fp32.run().config["precision"] is None
 
 
 def test_the_precision_is_checked_and_part_of_the_configuration(tmp_path, trained):
@@ -130,10 +131,20 @@ def compare_scores_only(a, b) -> tuple[float, float]:
 
 
 @needs_gpu
-def test_gpu_passes_fit_the_free_memory_and_copies_are_pinned():
+def test_gpu_passes_fit_the_free_memory_and_copies_are_pinned(monkeypatch):
     network = SmallCNN(10, channels=3, width=16).cuda().eval()
     inputs = torch.rand(4, 3, 224, 224)
+    pinned: list[bool] = []
+    pin = torch.Tensor.pin_memory
+
+    def recording_pin(tensor, *args, **kwargs):
+        result = pin(tensor, *args, **kwargs)
+        pinned.append(result.is_pinned())
+        return result
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", recording_pin)
     moved = to_device(inputs, torch.device("cuda"))
+    assert pinned == [True], "the copy went through pinned host memory"
     assert moved.is_cuda and torch.equal(moved.cpu(), inputs)
     images = gpu_batch_size(network, moved)
     free, _ = torch.cuda.mem_get_info()
