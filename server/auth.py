@@ -19,7 +19,7 @@ import logging
 import re
 import secrets
 from typing import Optional
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, unquote_plus, urlencode, urlsplit
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, render_template, request
 from werkzeug.exceptions import HTTPException, SecurityError
@@ -204,7 +204,7 @@ def login() -> Response:
     next_path = safe_next(request.values.get("next"))
     error = None
     if request.method == "POST":
-        if request.headers.get("Sec-Fetch-Site") == "cross-site":
+        if _cross_site():
             error, status = "This form only accepts the token from this dashboard's own login page.", 403
         elif auth.attempt(request.form.get(TOKEN_PARAM)):
             return _no_store(auth.set_cookie(redirect(next_path, 303)))
@@ -215,20 +215,35 @@ def login() -> Response:
     return _login_page(next_path, error, status if error else 200)
 
 
+def _cross_site() -> bool:
+    """A form posted by another site's page (browsers say so in ``Sec-Fetch-Site``)."""
+    return request.headers.get("Sec-Fetch-Site") == "cross-site"
+
+
 @auth_pages.post("/logout")
 def logout() -> Response:
+    if _cross_site():  # another site must not log the team out
+        return _no_store(Response("This form only logs out from this dashboard's own pages.", 403,
+                                  mimetype="text/plain"))
     return _no_store(_current().clear_cookie(redirect(f"{root()}login", 303)))
 
 
-_TOKEN_IN_TEXT = re.compile(r"([?&]token=)[^&\s\"'#]*")
+_QUERY_PARAM = re.compile(r"([?&])([^=&\s\"'#?]*)=([^&\s\"'#]*)")
+
+
+def _redact_param(match: re.Match) -> str:
+    # the key as the server decodes it: tok%65n= is token= too
+    if unquote_plus(match.group(2)) != TOKEN_PARAM:
+        return match.group(0)
+    return f"{match.group(1)}{match.group(2)}=[redacted]"
 
 
 class RedactTokens(logging.Filter):
-    """Replaces the value of ``token=`` in a log line (a request log prints the query string)."""
+    """Replaces the value of every ``token`` parameter in a log line (a request log prints the query string)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        redacted = _TOKEN_IN_TEXT.sub(r"\1[redacted]", message)
+        redacted = _QUERY_PARAM.sub(_redact_param, message)
         if redacted != message:
             record.msg, record.args = redacted, ()
         return True

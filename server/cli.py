@@ -212,7 +212,7 @@ def _checked_base_url(context: click.Context, parameter: click.Parameter, value:
                    "generated and printed when none is given.")
 @click.option("--no-auth", is_flag=True, help="Serve a non-loopback address without a token (anyone who can "
                                                   "reach the port reads every summary).")
-@click.option("--base-url", default="/", show_default=True, callback=_checked_base_url,
+@click.option("--base-url", "--path-prefix", "base_url", default="/", show_default=True, callback=_checked_base_url,
               help="Path prefix a reverse proxy forwards unchanged, e.g. /xai/.")
 def serve_command(base_dir: str, host: str, port: int, reload_interval: float, token: str | None, no_auth: bool,
                   base_url: str) -> None:

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -185,6 +186,12 @@ def figures_json(charts: list[tuple[str, str, dict[str, Any]]]) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+def inline_script(source: str) -> str:
+    """``source`` safe inside ``<script>``: a ``</script`` in one of its strings would end the element early
+    (``<\\/`` means the same in JavaScript strings and regular expressions)."""
+    return re.sub(r"</(script)", r"<\\/\1", source, flags=re.IGNORECASE)
+
+
 def script_hash(source: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode("utf-8")).digest()).decode("ascii") + "'"
 
@@ -267,7 +274,7 @@ def build_report(directory: str | Path, samples: int = DEFAULT_SAMPLES, filters:
         timings = summary.explainer_timings()
     plotly_path = plotly_js_path() if charts else None
     drawn = chart_list(table) if plotly_path is not None else []
-    plotly_js = plotly_path.read_text(encoding="utf-8") if plotly_path is not None and drawn else ""
+    plotly_js = inline_script(plotly_path.read_text(encoding="utf-8")) if plotly_path is not None and drawn else ""
     scripts = [plotly_js, DRAW_CHARTS] if plotly_js else []
     environment = _environment()
     context = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from typing import Any, Callable, Iterable
+from urllib.parse import parse_qsl
 
 from flask import Flask, request
 
@@ -41,9 +42,15 @@ def api_prefix() -> str:
     return request.script_root + "/api/v1"
 
 
+def _names_a_token(query: str) -> bool:
+    from .auth import TOKEN_PARAM  # auth builds its addresses from this module
+
+    return any(key == TOKEN_PARAM for key, _ in parse_qsl(query, keep_blank_values=True))
+
+
 class PrefixMiddleware:
     """Answer only below ``prefix``: ``/xai/s/1`` reaches the app as ``SCRIPT_NAME=/xai``, ``PATH_INFO=/s/1``;
-    ``/xai`` redirects to ``/xai/``; any other path is a 404 that names the prefix."""
+    ``/xai`` redirects to ``/xai/`` (or is answered as ``/xai/`` when it carries a token); any other path is a 404 that names the prefix."""
 
     def __init__(self, app: Callable[..., Iterable[bytes]], prefix: str) -> None:
         self.app = app
@@ -53,9 +60,13 @@ class PrefixMiddleware:
         path = environ.get("PATH_INFO", "") or "/"
         if path == self.prefix:
             query = environ.get("QUERY_STRING", "")
-            location = environ.get("SCRIPT_NAME", "") + self.prefix + "/" + (f"?{query}" if query else "")
-            start_response("308 Permanent Redirect", [("Location", location), ("Content-Length", "0")])
-            return [b""]
+            if not _names_a_token(query):
+                location = environ.get("SCRIPT_NAME", "") + self.prefix + "/" + (f"?{query}" if query else "")
+                start_response("308 Permanent Redirect", [("Location", location), ("Content-Length", "0")])
+                return [b""]
+            # a ?token= link: a redirect would repeat the token in its Location header, so the root answers in
+            # place (and the token check sends the browser on to the address without it)
+            path = self.prefix + "/"
         if not path.startswith(self.prefix + "/"):
             body = f"not found: this dashboard is served under {self.prefix}/\n".encode()
             start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8"),

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from test_server_registry import write_summary
 from xaiboard.server import create_app, figures
-from xaiboard.server.auth import OPEN_ENDPOINTS
+from xaiboard.server.auth import OPEN_ENDPOINTS, RedactTokens
 from xaiboard.server.cli import main
 from xaiboard.server.registry import summary_id
 from xaiboard.server.serving import LOOPBACK_NAMES
@@ -270,6 +270,26 @@ def test_logout_forgets_the_cookie(app, urls):
     assert client.get(urls["api.list_summaries"]).status_code == 200
     assert client.post("/logout").headers["Location"] == "/login"
     assert client.get(urls["api.list_summaries"]).status_code == 401
+
+
+def test_a_logout_posted_from_another_site_is_refused(app, urls):
+    client = logged_in(app)
+    refused = client.post("/logout", headers={"Sec-Fetch-Site": "cross-site"})
+    assert refused.status_code == 403 and "Set-Cookie" not in refused.headers
+    assert client.get(urls["api.list_summaries"]).status_code == 200, "still logged in"
+
+
+@pytest.mark.parametrize("query", [f"token={TOKEN}", f"x=1&tok%65n={TOKEN}", f"%74oken={TOKEN}&y=2"])
+def test_the_log_filter_redacts_every_spelling_of_the_token_parameter(app, query):
+    accepted = app.test_client().get(f"/api/v1/summaries?{query}")
+    assert accepted.status_code == 303 and cookie_of(accepted), "the server reads each spelling as the token"
+    record = logging.LogRecord("werkzeug", logging.INFO, __file__, 1, '"GET %s HTTP/1.1" 200 -',
+                               (f"/api/v1/summaries?{query}",), None)
+    RedactTokens().filter(record)
+    assert TOKEN not in record.getMessage() and "=[redacted]" in record.getMessage()
+    other = logging.LogRecord("werkzeug", logging.INFO, __file__, 1, "GET /?tokens=abc&q=token", (), None)
+    RedactTokens().filter(other)
+    assert other.getMessage() == "GET /?tokens=abc&q=token", "other parameters stay as they are"
 
 
 def test_pages_show_a_logout_button_only_with_authentication(app, open_app):

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from test_auth import TOKEN, cookie_of, root, route_urls, summary  # noqa: F401 (fixtures)
+from test_auth import TOKEN, cookie_of, root, route_urls, served, summary  # noqa: F401 (fixtures)
 from xaiboard.server import create_app
 from xaiboard.server.serving import make_server, shutdown
 from xaiboard.server.urls import BaseUrlError, normalize_base_url
@@ -154,6 +154,27 @@ def test_authentication_under_the_prefix(root, summary):
         assert bearer.get("/xai/api/v1/summaries", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
     finally:
         app.extensions["xaiboard.registry"].close()
+
+
+def test_a_token_link_to_the_bare_prefix_keeps_the_token_out_of_every_header(root):
+    app = create_app(root, reload_interval=0, base_url="/xai/", token=TOKEN)
+    client = app.test_client()
+    try:
+        assert client.get("/xai").headers["Location"] == "/xai/", "the bare prefix redirects to its root"
+        response = client.get(f"/xai?token={TOKEN}")
+        assert response.headers["Location"] == "/xai/" and cookie_of(response)
+        assert TOKEN not in str(response.headers) and TOKEN not in response.get_data(as_text=True)
+        assert client.get("/xai/").status_code == 200, "logged in by the link"
+    finally:
+        app.extensions["xaiboard.registry"].close()
+
+
+@pytest.mark.parametrize("option", ["--base-url", "--path-prefix"])
+def test_the_command_serves_under_the_prefix(served, option):
+    result, app = served(option, "/xai/")
+    assert result.exit_code == 0 and "dashboard at http://localhost:4321/xai/ " in result.stderr, result.output
+    assert app.test_client().get("/xai/api/v1/summaries").status_code == 200
+    assert app.test_client().get("/api/v1/summaries").status_code == 404
 
 
 # -- in Chromium ---------------------------------------------------------------------------------------------------

@@ -261,6 +261,17 @@ def test_nothing_in_the_file_points_outside_it(synthetic):
     assert policy.count("'sha256-") == 2  # plotly.js and the lines that draw the charts, nothing else
 
 
+def test_a_script_that_writes_a_closing_tag_cannot_end_its_element(synthetic, monkeypatch, tmp_path):
+    from xaiboard.server import export
+
+    hostile = tmp_path / "plotly.min.js"
+    hostile.write_text('window.Plotly = {}; var s = "</script><img src=x>"; var t = "</SCRIPT >";')
+    monkeypatch.setattr(export, "plotly_js_path", lambda: hostile)
+    page = Page(build_report(synthetic.directory, samples=1).html)
+    assert not any(tag == "img" and attributes.get("src") == "x" for tag, attributes in page.tags)
+    assert [tag for tag, _ in page.tags].count("script") == 3, "the figures' data, plotly.js, the drawing lines"
+
+
 def test_the_command_writes_the_file_and_says_how_big_it_is(real, tmp_path):
     out = tmp_path / "report.html"
     result = CliRunner().invoke(main, ["export", str(real), "--html", str(out), "--samples", "2",
