@@ -224,3 +224,6 @@ def test_a_two_cell_notebook_shows_the_dashboard(runs):
         assert frame["height"] == "600"
         status, headers, body = fetch(frame["src"])  # served by the kernel, while it runs
         assert status == 200 and "X-Frame-Options" not in headers and re.search(r"<h1>\s*first\s*</h1>", body)
+    with pytest.raises(urllib.error.URLError) as refused:  # the kernel has shut down: its server went with it
+        urllib.request.urlopen(frame["src"], timeout=10)
+    assert isinstance(refused.value.reason, ConnectionRefusedError)
