@@ -228,7 +228,7 @@ def logout() -> Response:
     return _no_store(_current().clear_cookie(redirect(f"{root()}login", 303)))
 
 
-_QUERY_PARAM = re.compile(r"([?&])([^=&\s\"'#?]*)=([^&\s\"'#]*)")
+_QUERY_PARAM = re.compile(r"([?&])([^=&\s\"'#?]*)=[^&\s\"'#]*")
 
 
 def _redact_param(match: re.Match) -> str:

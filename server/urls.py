@@ -50,7 +50,8 @@ def _names_a_token(query: str) -> bool:
 
 class PrefixMiddleware:
     """Answer only below ``prefix``: ``/xai/s/1`` reaches the app as ``SCRIPT_NAME=/xai``, ``PATH_INFO=/s/1``;
-    ``/xai`` redirects to ``/xai/`` (or is answered as ``/xai/`` when it carries a token); any other path is a 404 that names the prefix."""
+    ``/xai`` redirects to ``/xai/`` (or is answered as ``/xai/`` when it carries a token); any other path is a 404
+    that names the prefix."""
 
     def __init__(self, app: Callable[..., Iterable[bytes]], prefix: str) -> None:
         self.app = app

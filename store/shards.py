@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import shutil
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -124,6 +124,13 @@ def merged_status(statuses: Sequence[str]) -> str:
     return "complete"
 
 
+def merged_file_status(facts: Sequence[dict[str, Any]]) -> str:
+    """The status a merged file records: a run with ranks missing, or with a rank that stopped while running
+    (killed), is ``interrupted``, since nothing writes the merged file."""
+    status = merged_status([f["status"] for f in facts])
+    return "interrupted" if missing_ranks(facts) or status == "running" else status
+
+
 def _run_table(connection: sqlite3.Connection, facts: Sequence[dict[str, Any]]) -> None:
     """A temporary ``run`` table holding the whole run's row as of this connection (see :func:`run_row`)."""
     columns, values = run_row(connection, "main", facts, live=True)
@@ -202,9 +209,8 @@ def merge_shards(directory: str | Path, partial: bool = False) -> dict[str, Any]
         os.replace(work / DB_NAME, directory / DB_NAME)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    status = merged_status([f["status"] for f in facts])
     return {"shards": len(facts), "samples": sum(f["done"] for f in facts), "missing": missing,
-            "status": "interrupted" if missing or status == "running" else status}
+            "status": merged_file_status(facts)}
 
 
 def set_aside_partial_merge(directory: str | Path) -> Optional[Path]:
@@ -232,20 +238,19 @@ def run_row(connection: sqlite3.Connection, schema: str, facts: Sequence[dict[st
             ) -> tuple[list[str], list[Any]]:
     """Rank 0's ``run`` row (in ``schema``) standing for the whole run: progress summed over the shards, status
     merged, the latest update. ``live``: a run with ranks not started yet is ``running`` and the configuration's
-    ``shard`` entry gives the world size and the ranks present; merged: such a run, or one with a rank that stopped
-    while running (killed), is ``interrupted`` and the entry goes."""
+    ``shard`` entry gives the world size and the ranks present; merged: :func:`merged_file_status`, and the entry
+    goes."""
     columns = _columns(connection, "run")
     row = connection.execute(f"SELECT {', '.join(columns)} FROM {schema}.run").fetchone()
     values = dict(zip([c.strip('"') for c in columns], row))
     config = json.loads(values["config"]) if values["config"] else {}
-    status = merged_status([f["status"] for f in facts])
-    missing = missing_ranks(facts)
     if live:
-        status = "running" if missing and status == "complete" else status
+        status = merged_status([f["status"] for f in facts])
+        status = "running" if missing_ranks(facts) and status == "complete" else status
         config["shard"] = {"world_size": max((f["world_size"] or 0 for f in facts), default=0),
                            "ranks": sorted(f["rank"] for f in facts)}
     else:
-        status = "interrupted" if missing or status == "running" else status  # nothing writes the merged file
+        status = merged_file_status(facts)
         config.pop("shard", None)
     totals = [f["total"] for f in facts]
     updated = [f["updated"] for f in facts if f.get("updated")]
